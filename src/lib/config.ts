@@ -382,3 +382,15 @@ export function loadConfig(env: Env = process.env): Config {
     target: { kind: v('TARGET'), tableName: v('TARGET_TABLE_NAME') },
   };
 }
+
+/**
+ * The few settings function registration needs at load time (before the full configuration is
+ * validated on first use): which transport the queue triggers bind to.
+ */
+export function registrationSettings(env: Env = process.env): { transport: 'servicebus' | 'storagequeue' } {
+  const def = settings.find((s) => s.name === 'TRANSPORT')!;
+  const raw = env.TRANSPORT || def.default;
+  const parsed = def.schema.safeParse(raw);
+  if (!parsed.success) throw new ConfigError([`TRANSPORT is invalid (got ${JSON.stringify(raw)}): must be servicebus or storagequeue`]);
+  return { transport: parsed.data };
+}

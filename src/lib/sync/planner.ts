@@ -13,6 +13,7 @@
  * An empty result writes nothing and never touches the cursor.
  */
 import { randomBytes } from 'node:crypto';
+import { isSimulatedCrash } from '../faults';
 import { stateOf } from '../flowfinity/record';
 import { ViewError } from '../flowfinity/view-source';
 import { errorText, type Log } from '../log';
@@ -90,11 +91,17 @@ export async function plan(ctx: SyncContext, log: Log): Promise<PlanOutcome> {
     return { kind: 'busy' };
   }
 
+  let outcome: PlanOutcome;
   try {
-    return await planNewBatch(ctx, log);
-  } finally {
-    await releaseLease(ctx).catch((e) => log.warn('could not release the planner lease', { error: errorText(e) }));
+    outcome = await planNewBatch(ctx, log);
+  } catch (e) {
+    // A process that dies keeps its lease until it expires: so must a simulated crash.
+    if (!isSimulatedCrash(e))
+      await releaseLease(ctx).catch((err) => log.warn('could not release the planner lease', { error: errorText(err) }));
+    throw e;
   }
+  await releaseLease(ctx);
+  return outcome;
 }
 
 async function releaseLease(ctx: SyncContext): Promise<void> {
@@ -146,6 +153,18 @@ export async function sendDrained(ctx: SyncContext, m: Pick<Manifest, 'batchId'>
   ]);
 }
 
+/** RecordID and lastSubmissionId of a malformed item where they can be read, for operators. */
+function identityOf(raw: string): { recordId?: string; version?: string } {
+  try {
+    const o = JSON.parse(raw) as Record<string, unknown>;
+    const recordId = typeof o.RecordID === 'string' || typeof o.RecordID === 'number' ? String(o.RecordID) : undefined;
+    const v = String(o.lastSubmissionId ?? '');
+    return { recordId, version: /^\d+$/.test(v) ? v : undefined };
+  } catch {
+    return {};
+  }
+}
+
 async function planNewBatch(ctx: SyncContext, log: Log): Promise<PlanOutcome> {
   const { settings } = ctx;
   const from = await ctx.cursor.read();
@@ -190,6 +209,7 @@ async function planNewBatch(ctx: SyncContext, log: Log): Promise<PlanOutcome> {
   for (const bad of malformed) {
     await ctx.quarantine.put({
       kind: 'malformed',
+      ...identityOf(bad.raw),
       payload: bad.raw,
       error: bad.error,
       attempts: 0,

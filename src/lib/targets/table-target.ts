@@ -1,8 +1,7 @@
 /**
  * The `table` target: one entity per record in Azure Table storage, PK = view, RK = RecordID.
- * Every write is conditional: read the stored version; if it is not older than the incoming
- * one, skip; otherwise replace with If-Match on the read ETag (or create, which fails if a
- * concurrent writer created it first). A lost race re-reads and decides again, so two writers
+ * Every write is conditional: create (fails if the record exists), or read the stored version
+ * and, if it is older than the incoming one, replace with If-Match on the read ETag. A lost race re-reads and decides again, so two writers
  * can never both apply, and an older version can never overwrite a newer one. Deletes keep a
  * tombstone (deleted = true) with their version, so a late older version cannot resurrect them.
  */
@@ -49,24 +48,28 @@ export class TableTarget implements TargetSystem, TargetReader {
       deleted: record.deleted,
       ...dataProps,
     };
+    // Most records of a backlog are new: try the create first (one request). A 409 means the
+    // record exists: read its version and ETag, then replace only if ours is newer.
+    let tryCreate = true;
     for (let attempt = 0; attempt < 20; attempt++) {
       let current: { version: string; etag: string } | undefined;
-      try {
-        const e = await this.table.getEntity<{ version: string }>(pk, rk, {
-          queryOptions: { select: ['version'] },
-        });
-        current = { version: e.version, etag: e.etag };
-      } catch (e) {
-        if (statusOf(e) !== 404) throw e;
+      if (!tryCreate) {
+        try {
+          const e = await this.table.getEntity<{ version: string }>(pk, rk, { queryOptions: { select: ['version'] } });
+          current = { version: e.version, etag: e.etag };
+        } catch (e) {
+          if (statusOf(e) !== 404) throw e;
+        }
+        if (current && BigInt(current.version) >= record.version) return 'skipped';
       }
-      if (current && BigInt(current.version) >= record.version) return 'skipped';
       try {
         if (current) await this.table.updateEntity(entity, 'Replace', { etag: current.etag });
         else await this.table.createEntity(entity);
         return 'applied';
       } catch (e) {
         const status = statusOf(e);
-        if (status === 409 || status === 412) continue; // lost a race: decide again
+        tryCreate = false;
+        if (status === 409 || status === 412) continue; // exists, or lost a race: decide again
         if (status === 400 || status === 413) throw new PermanentError(`target refused ${record.key}: ${status}`);
         throw e;
       }

@@ -1,0 +1,19 @@
+/**
+ * Poison / dead-letter queue of the records queue: a message the transport gave up on (delivery
+ * limit, lock lost, TTL) gets one isolated try per record; failing records are quarantined
+ * (POISON_POLICY=quarantine: the message then counts as terminal for the drain) or block the
+ * view (POISON_POLICY=block). Nothing is lost either way.
+ */
+import { getServices } from '../lib/services';
+import { applyRecordsMessage } from '../lib/sync/applier';
+import { contextLog, registerQueueFunction } from './shared/invocation';
+
+registerQueueFunction('recordsPoison', 'SYNC_RECORDS_QUEUE', 'poison', async (body, delivery, context) => {
+  const report = await applyRecordsMessage(
+    getServices().ctx,
+    body,
+    { ...delivery, poison: true, poisonReason: delivery.deadLetterReason ?? 'delivery limit exceeded' },
+    contextLog(context),
+  );
+  contextLog(context).warn('poison records message handled', report);
+});

@@ -1,0 +1,259 @@
+/**
+ * A view-sync pipeline for tests: real Azurite (tables, queues, blob cursor), the real
+ * Flowfinity simulator over HTTP, the real core, and the local host's storage-queue trigger
+ * driver for queue semantics (dequeue count, retry after visibility timeout, poison queue).
+ * Observers record every target write and every cursor write so the invariants can be checked.
+ */
+import { randomBytes } from 'node:crypto';
+import { loadConfig, type Config } from '../../src/lib/config';
+import type { FaultPoint, Faults } from '../../src/lib/faults';
+import type { Log } from '../../src/lib/log';
+import { createCursorStore, createServices, ensureInfrastructure, type Services } from '../../src/lib/services';
+import { applyRecordsMessage } from '../../src/lib/sync/applier';
+import { handleControlMessage } from '../../src/lib/sync/completer';
+import { plan, type PlanOutcome } from '../../src/lib/sync/planner';
+import type { ApplyOutcome, CompareAndSetResult, CursorStore, TargetRecord, TargetSystem } from '../../src/lib/sync/ports';
+import { TableTarget } from '../../src/lib/targets/table-target';
+import { tableClient } from '../../src/lib/storage/clients';
+import { StorageQueueDriver } from '../../src/local/host/storage-queue-driver';
+import type { FlowfinitySimulator } from '../../src/local/flowfinity-simulator';
+
+export const quietLog: Log = { info() {}, warn() {}, error() {} };
+
+export interface PipelineOptions {
+  azuriteConnectionString: string;
+  sim: FlowfinitySimulator;
+  env?: Record<string, string>;
+  faults?: Faults;
+  /** Wraps the real table target (e.g. to make it fail). */
+  wrapTarget?: (t: TargetSystem) => TargetSystem;
+  maxDequeueCount?: number;
+  concurrency?: number;
+}
+
+export class RecordingTarget implements TargetSystem {
+  /** key|version → how many times it was applied (a value above 1 is a duplicated effect). */
+  readonly applied = new Map<string, number>();
+  writes = 0;
+  constructor(private readonly inner: TargetSystem) {}
+  ensureReady() {
+    return this.inner.ensureReady?.() ?? Promise.resolve();
+  }
+  async apply(r: TargetRecord): Promise<ApplyOutcome> {
+    const outcome = await this.inner.apply(r);
+    if (outcome === 'applied') {
+      this.writes++;
+      const k = `${r.key}|${r.version}`;
+      this.applied.set(k, (this.applied.get(k) ?? 0) + 1);
+    }
+    return outcome;
+  }
+  duplicates(): string[] {
+    return [...this.applied].filter(([, n]) => n > 1).map(([k]) => k);
+  }
+}
+
+/** Records every successful cursor write, to check monotonicity and what it passed. */
+export class RecordingCursor implements CursorStore {
+  readonly writes: { from: bigint | undefined; to: bigint }[] = [];
+  constructor(
+    private readonly inner: CursorStore,
+    private readonly onWrite?: (from: bigint | undefined, to: bigint) => Promise<void>,
+  ) {}
+  read() {
+    return this.inner.read();
+  }
+  describe() {
+    return this.inner.describe();
+  }
+  async compareAndSet(expected: bigint | undefined, next: bigint): Promise<CompareAndSetResult> {
+    const r = await this.inner.compareAndSet(expected, next);
+    if (r.ok) {
+      this.writes.push({ from: expected, to: next });
+      await this.onWrite?.(expected, next);
+    }
+    return r;
+  }
+}
+
+export class Pipeline {
+  readonly config: Config;
+  readonly services: Services;
+  readonly target: RecordingTarget;
+  readonly cursor: RecordingCursor;
+  /** Invariant violations seen while running (cursor passing an unapplied record...). */
+  readonly violations: string[] = [];
+  private readonly drivers: StorageQueueDriver[];
+  private readonly tableTarget: TableTarget;
+
+  constructor(private readonly o: PipelineOptions) {
+    const id = randomBytes(4).toString('hex');
+    this.config = loadConfig({
+      FLOWFINITY_VIEW_URL: o.sim.viewUrl,
+      FLOWFINITY_ON_BEHALF_OF: 'admin',
+      FLOWFINITY_USERNAME: o.sim.username,
+      FLOWFINITY_PASSWORD: o.sim.password,
+      FLOWFINITY_MAX_RETRIES: '2',
+      FLOWFINITY_TIMEOUT_MS: '5000',
+      AzureWebJobsStorage: o.azuriteConnectionString,
+      TRANSPORT: 'storagequeue',
+      CURSOR_STORE: 'blob',
+      CURSOR_SHARE_NAME: `cursor-${id}`,
+      SYNC_RECORDS_QUEUE: `records-${id}`,
+      SYNC_CONTROL_QUEUE: `control-${id}`,
+      SYNC_TABLE_PREFIX: `t${id}`,
+      TARGET_TABLE_NAME: `target${id}`,
+      SYNC_VIEW_NAME: 'leads',
+      SYNC_MAX_ATTEMPTS: String(o.maxDequeueCount ?? 3),
+      ...o.env,
+    });
+    this.tableTarget = new TableTarget(tableClient(this.config.storage, this.config.target.tableName));
+    const inner = o.wrapTarget ? o.wrapTarget(this.tableTarget) : this.tableTarget;
+    this.target = new RecordingTarget(inner);
+    this.cursor = new RecordingCursor(createCursorStore(this.config), (from, to) => this.checkCursorWrite(from, to));
+    this.services = createServices(this.config, { target: this.target, faults: o.faults, cursor: this.cursor });
+    const ctx = this.services.ctx;
+    const driver = (queueName: string, invoke: (body: unknown, meta: Record<string, unknown>) => Promise<unknown>) =>
+      new StorageQueueDriver({
+        connectionString: o.azuriteConnectionString,
+        queueName,
+        invoke,
+        maxConcurrency: o.concurrency ?? 8,
+        newBatchThreshold: 4,
+        pollIntervalMs: 20,
+        maxDequeueCount: o.maxDequeueCount ?? 3,
+        visibilityTimeoutMs: 0,
+        receiveVisibilityTimeoutMs: 60_000,
+        messageEncoding: 'base64',
+      });
+    this.drivers = [
+      driver(this.config.transport.recordsQueue, (body, meta) =>
+        applyRecordsMessage(ctx, body, { deliveryCount: Number(meta.dequeueCount) }, quietLog),
+      ),
+      driver(`${this.config.transport.recordsQueue}-poison`, (body, meta) =>
+        applyRecordsMessage(ctx, body, { deliveryCount: Number(meta.dequeueCount), poison: true }, quietLog),
+      ),
+      driver(this.config.transport.controlQueue, (body) => handleControlMessage(ctx, body, quietLog)),
+    ];
+  }
+
+  get ctx() {
+    return this.services.ctx;
+  }
+
+  async start(): Promise<this> {
+    await ensureInfrastructure(this.services);
+    for (const d of this.drivers) await d.start();
+    return this;
+  }
+
+  async stop(): Promise<void> {
+    for (const d of this.drivers) await d.stop();
+    await this.services.close();
+  }
+
+  /** A timer tick. */
+  tick(): Promise<PlanOutcome> {
+    return plan(this.ctx, quietLog);
+  }
+
+  /** Waits until every queue driver is idle for `quietMs`. */
+  async settle(timeoutMs = 60_000, quietMs = 150): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    let quietSince = Date.now();
+    while (Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 25));
+      if (!this.drivers.every((d) => d.isIdle())) quietSince = Date.now();
+      else if (Date.now() - quietSince >= quietMs) return;
+    }
+    throw new Error('queues did not settle');
+  }
+
+  /**
+   * Ticks and settles until a tick plans nothing and nothing is in flight. Errors thrown by a
+   * tick (injected faults) are collected, as the timer would log them and tick again.
+   */
+  async syncUntilQuiet(maxTicks = 200): Promise<{ ticks: number; errors: unknown[] }> {
+    const errors: unknown[] = [];
+    for (let ticks = 1; ticks <= maxTicks; ticks++) {
+      let outcome: PlanOutcome | undefined;
+      try {
+        outcome = await this.tick();
+      } catch (e) {
+        errors.push(e);
+      }
+      await this.settle();
+      if (outcome?.kind === 'blocked') return { ticks, errors };
+      if (outcome?.kind === 'empty') {
+        const state = await this.ctx.ledger.getViewState();
+        if (!state.currentBatchId) return { ticks, errors };
+      }
+    }
+    throw new Error(`pipeline did not quiesce in ${maxTicks} ticks`);
+  }
+
+  async targetRecords() {
+    const out = new Map<string, { version: bigint; deleted: boolean; data: Record<string, unknown> }>();
+    for await (const r of this.tableTarget.list()) out.set(r.key, r);
+    return out;
+  }
+
+  /** The differences between the simulator's records and the target (empty = equal). */
+  async diffWithSource(except: Set<string> = new Set()): Promise<string[]> {
+    const target = await this.targetRecords();
+    const diffs: string[] = [];
+    const seen = new Set<string>();
+    for (const s of this.o.sim.snapshot()) {
+      const key = `leads|${s.RecordID}`;
+      seen.add(key);
+      if (except.has(key)) continue;
+      const t = target.get(key);
+      const deleted = s.fields.State === 'Deleted';
+      if (!t) diffs.push(`${key}: missing in target`);
+      else if (t.version !== s.lastSubmissionId) diffs.push(`${key}: target v${t.version}, source v${s.lastSubmissionId}`);
+      else if (t.deleted !== deleted) diffs.push(`${key}: deleted ${t.deleted}, source state ${String(s.fields.State)}`);
+    }
+    for (const k of target.keys()) if (!seen.has(k)) diffs.push(`${k}: in target only`);
+    return diffs;
+  }
+
+  /** Cursor writes must increase and never pass a record the target does not have. */
+  private async checkCursorWrite(from: bigint | undefined, to: bigint): Promise<void> {
+    if (from !== undefined && to < from) this.violations.push(`cursor decreased ${from} → ${to}`);
+    const prev = this.cursor.writes.at(-2);
+    if (prev && to < prev.to) this.violations.push(`cursor went back from ${prev.to} to ${to}`);
+    const target = await this.targetRecords();
+    const quarantined = new Set(
+      (await this.ctx.quarantine.list()).map((q) => `leads|${q.recordId}|${q.kind === 'malformed' ? '*' : q.version}`),
+    );
+    for (const s of this.o.sim.snapshot()) {
+      if (s.lastSubmissionId > to) continue;
+      const key = `leads|${s.RecordID}`;
+      const t = target.get(key);
+      const isQuarantined = quarantined.has(`${key}|${s.lastSubmissionId}`) || quarantined.has(`${key}|*`);
+      if ((!t || t.version < s.lastSubmissionId) && !isQuarantined)
+        this.violations.push(`cursor ${to} passed ${key} v${s.lastSubmissionId} (target has ${t?.version ?? 'nothing'})`);
+    }
+  }
+}
+
+/** Faults that fire when `point` is reached for the `nth` time (1-based), `times` times. */
+export function faultAt(
+  point: FaultPoint,
+  make: () => Error,
+  o: { nth?: number; times?: number } = {},
+): Faults & { fired: number } {
+  let hits = 0;
+  const f = {
+    fired: 0,
+    async at(p: FaultPoint) {
+      if (p !== point) return;
+      hits++;
+      if (hits >= (o.nth ?? 1) && f.fired < (o.times ?? 1)) {
+        f.fired++;
+        throw make();
+      }
+    },
+  };
+  return f;
+}

@@ -10,7 +10,10 @@ import { z } from 'zod';
 const idText = z.union([z.string(), z.number(), z.bigint()]).transform((v, ctx) => {
   const s = String(v).trim();
   if (!/^\d+$/.test(s)) {
-    ctx.addIssue({ code: 'custom', message: `must be a non-negative whole number, got ${JSON.stringify(v)}` });
+    ctx.addIssue({
+      code: 'custom',
+      message: `must be a non-negative whole number, got ${JSON.stringify(v)}`,
+    });
     return z.NEVER;
   }
   return BigInt(s);
@@ -41,7 +44,14 @@ export function parseSourceRecord(raw: unknown): ParseResult {
       error: r.error.issues.map((i) => `${i.path.join('.') || '(record)'}: ${i.message}`).join('; '),
     };
   }
-  return { ok: true, record: { recordId: r.data.RecordID, version: r.data.lastSubmissionId, data: raw as Record<string, unknown> } };
+  return {
+    ok: true,
+    record: {
+      recordId: r.data.RecordID,
+      version: r.data.lastSubmissionId,
+      data: raw as Record<string, unknown>,
+    },
+  };
 }
 
 /** The state name of a record: a plain string, or a {"Selection": value} choice. */

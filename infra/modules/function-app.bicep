@@ -1,0 +1,135 @@
+// The syncbridge function app on the Flex Consumption plan (FC1, Linux), Node.js runtime, with a
+// user-assigned managed identity for host storage, the cursor file share, Service Bus, Key Vault
+// and the app's own SDK clients (DefaultAzureCredential picks the identity from AZURE_CLIENT_ID).
+//
+// The app settings below are the app's configuration by the exact names in `settings`
+// (src/lib/config.ts), plus the platform settings listed in test/settings-consistency.test.ts.
+// Keep the `appsettings` block a flat object literal, one `NAME: value` per line: the test reads
+// it with regular expressions. Flex Consumption rejects FUNCTIONS_WORKER_RUNTIME,
+// FUNCTIONS_EXTENSION_VERSION and WEBSITE_* deployment settings: the runtime is set in
+// functionAppConfig instead.
+
+param name string
+param location string
+param tags object = {}
+
+param planName string
+param storageAccountName string
+@description('Blob container (in the storage account) that the deployment package is uploaded to.')
+param deploymentContainerName string
+
+@description('Resource id of the user-assigned identity.')
+param identityId string
+@description('Client id of the user-assigned identity.')
+param identityClientId string
+
+param applicationInsightsConnectionString string
+@description('Service Bus namespace host, e.g. sb-xyz.servicebus.windows.net.')
+param serviceBusFullyQualifiedNamespace string
+param recordsQueueName string
+param controlQueueName string
+param cursorShareName string
+@description('Must equal the Service Bus queues maxDeliveryCount.')
+param maxAttempts int
+
+param flowfinityViewUrl string
+param flowfinityOnBehalfOf string
+param flowfinityUsername string
+@description('Versionless Key Vault secret URI of the Flowfinity password.')
+param flowfinityPasswordSecretUri string
+
+@allowed(['20', '22'])
+param nodeVersion string = '22'
+param instanceMemoryMB int = 2048
+param maximumInstanceCount int = 40
+
+resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' existing = {
+  name: storageAccountName
+}
+
+resource plan 'Microsoft.Web/serverfarms@2023-12-01' = {
+  name: planName
+  location: location
+  tags: tags
+  kind: 'functionapp'
+  sku: {
+    name: 'FC1'
+    tier: 'FlexConsumption'
+  }
+  properties: {
+    reserved: true
+  }
+}
+
+resource functionApp 'Microsoft.Web/sites@2023-12-01' = {
+  name: name
+  location: location
+  tags: union(tags, { 'azd-service-name': 'api' })
+  kind: 'functionapp,linux'
+  identity: {
+    type: 'UserAssigned'
+    userAssignedIdentities: {
+      '${identityId}': {}
+    }
+  }
+  properties: {
+    serverFarmId: plan.id
+    httpsOnly: true
+    // Key Vault references resolve with the user-assigned identity (there is no system identity).
+    keyVaultReferenceIdentity: identityId
+    siteConfig: {
+      minTlsVersion: '1.2'
+      ftpsState: 'Disabled'
+    }
+    functionAppConfig: {
+      deployment: {
+        storage: {
+          type: 'blobContainer'
+          value: '${storage.properties.primaryEndpoints.blob}${deploymentContainerName}'
+          authentication: {
+            type: 'UserAssignedIdentity'
+            userAssignedIdentityResourceId: identityId
+          }
+        }
+      }
+      scaleAndConcurrency: {
+        instanceMemoryMB: instanceMemoryMB
+        maximumInstanceCount: maximumInstanceCount
+      }
+      runtime: {
+        name: 'node'
+        version: nodeVersion
+      }
+    }
+  }
+
+  resource appSettings 'config' = {
+    name: 'appsettings'
+    properties: {
+      // Platform: host storage and Service Bus trigger connections through the identity.
+      AzureWebJobsStorage__accountName: storage.name
+      AzureWebJobsStorage__credential: 'managedidentity'
+      AzureWebJobsStorage__clientId: identityClientId
+      ServiceBusConnection__fullyQualifiedNamespace: serviceBusFullyQualifiedNamespace
+      ServiceBusConnection__credential: 'managedidentity'
+      ServiceBusConnection__clientId: identityClientId
+      AZURE_CLIENT_ID: identityClientId
+      APPLICATIONINSIGHTS_CONNECTION_STRING: applicationInsightsConnectionString
+      // Flowfinity view (source).
+      FLOWFINITY_VIEW_URL: flowfinityViewUrl
+      FLOWFINITY_ON_BEHALF_OF: flowfinityOnBehalfOf
+      FLOWFINITY_USERNAME: flowfinityUsername
+      FLOWFINITY_PASSWORD: '@Microsoft.KeyVault(SecretUri=${flowfinityPasswordSecretUri})'
+      // Adapters and resources created by this template (the card's defaults, stated explicitly).
+      TRANSPORT: 'servicebus'
+      CURSOR_STORE: 'fileshare'
+      CURSOR_SHARE_NAME: cursorShareName
+      SYNC_RECORDS_QUEUE: recordsQueueName
+      SYNC_CONTROL_QUEUE: controlQueueName
+      SYNC_MAX_ATTEMPTS: string(maxAttempts)
+    }
+  }
+}
+
+output name string = functionApp.name
+output uri string = 'https://${functionApp.properties.defaultHostName}'

@@ -1,0 +1,385 @@
+/**
+ * The settings in src/lib/config.ts are the single source of truth. This test checks that the
+ * other places that name settings agree with them: local.settings.sample.json, the Bicep app
+ * settings of the function app, the README's configuration table, host.json and the Service Bus
+ * queues' delivery limit, and main.parameters.json.
+ *
+ * The Bicep files are read with regular expressions (no Bicep compiler is available), so they
+ * must stay in a simple shape:
+ * - The function app's settings are ONE `config` resource with `name: 'appsettings'` whose
+ *   `properties: { ... }` is a flat object literal: one `NAME: value` per line, no nested
+ *   objects, no `union()`/spreads, no settings coming from a parameter object.
+ * - Quoted values in that block must not contain interpolations with nested quotes
+ *   (`'${f('x')}'`): the brace matcher treats every `'...'` as an opaque string.
+ * - A value is "literal" only when it is one quoted string without `${`; anything else is an
+ *   expression whose value is unknown here.
+ * - `//` starts a comment only at the start of a line or after whitespace (so `'https://...'`
+ *   stays intact); block comments are not supported.
+ * - `param name type [= default]` declarations sit on one line each.
+ */
+import { existsSync, readFileSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { describe, expect, it } from 'vitest';
+import { ConfigError, loadConfig, settings, type SettingDefinition } from '../src/lib/config';
+import {
+  configDocMarkdown,
+  configTableMarkdown,
+  extractConfigTable,
+  TABLE_END,
+  TABLE_START,
+} from '../scripts/config-table';
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const read = (rel: string) => readFileSync(path.join(root, rel), 'utf8');
+
+const defs = settings as readonly SettingDefinition[];
+const byName = new Map(defs.map((s) => [s.name, s]));
+const names = defs.map((s) => s.name);
+const defaultOf = (name: string) => {
+  const d = byName.get(name)?.default;
+  if (d === undefined) throw new Error(`${name} has no default`);
+  return d;
+};
+
+/** Host/platform settings that local.settings.json carries but `settings` does not. */
+const isLocalPlatformSetting = (name: string) =>
+  name.startsWith('FUNCTIONS_') ||
+  name === 'AzureWebJobsFeatureFlags' ||
+  name.startsWith('APPLICATIONINSIGHTS_');
+
+/**
+ * Platform settings the Bicep may set besides the app's own: identity-based connections (read by
+ * the Functions host and its extensions), the identity for DefaultAzureCredential, and App
+ * Insights. Anything else in the Bicep must be a name from `settings`.
+ */
+const BICEP_PLATFORM_SETTINGS = new Set([
+  'AzureWebJobsStorage__credential',
+  'AzureWebJobsStorage__clientId',
+  'ServiceBusConnection__credential',
+  'ServiceBusConnection__clientId',
+  'AZURE_CLIENT_ID',
+  'APPLICATIONINSIGHTS_CONNECTION_STRING',
+]);
+
+/** Flex Consumption rejects these app settings (the runtime comes from functionAppConfig). */
+const FLEX_FORBIDDEN_SETTINGS = [
+  'FUNCTIONS_WORKER_RUNTIME',
+  'FUNCTIONS_EXTENSION_VERSION',
+  'WEBSITE_NODE_DEFAULT_VERSION',
+  'WEBSITE_RUN_FROM_PACKAGE',
+  'WEBSITE_CONTENTSHARE',
+  'WEBSITE_CONTENTAZUREFILECONNECTIONSTRING',
+];
+
+// ---------------------------------------------------------------------------------------------
+// Minimal Bicep reading (see the limits above).
+
+function stripComments(bicep: string): string {
+  return bicep.replace(/(^|\s)\/\/.*$/gm, '$1');
+}
+
+/** Index just past the `}` that closes the `{` at `open`, skipping `'...'` strings. */
+function matchBrace(text: string, open: number): number {
+  let depth = 0;
+  let inString = false;
+  for (let i = open; i < text.length; i++) {
+    const c = text[i];
+    if (inString) {
+      if (c === '\\') i++;
+      else if (c === "'") inString = false;
+      continue;
+    }
+    if (c === "'") inString = true;
+    else if (c === '{') depth++;
+    else if (c === '}' && --depth === 0) return i + 1;
+  }
+  throw new Error(`unbalanced braces from offset ${open}`);
+}
+
+interface BicepAppSetting {
+  name: string;
+  /** The value as written (a Bicep expression). */
+  expression: string;
+  /** The string value when the expression is a plain quoted literal. */
+  literal?: string;
+}
+
+function parseLiteral(expression: string): string | undefined {
+  const m = /^'((?:[^'\\$]|\\.|\$(?!\{))*)'$/.exec(expression);
+  return m ? m[1]!.replace(/\\(.)/g, '$1') : undefined;
+}
+
+function bicepAppSettings(bicep: string): BicepAppSetting[] {
+  const text = stripComments(bicep);
+  const at = text.search(/name:\s*'appsettings'/);
+  if (at < 0) throw new Error("no config resource with name: 'appsettings'");
+  const props = /properties:\s*\{/g;
+  props.lastIndex = at;
+  const m = props.exec(text);
+  if (!m) throw new Error("no properties: { after name: 'appsettings'");
+  const open = m.index + m[0].length - 1;
+  const body = text.slice(open + 1, matchBrace(text, open) - 1);
+  const result: BicepAppSetting[] = [];
+  for (const line of body.split('\n').map((l) => l.trim())) {
+    if (line === '') continue;
+    const kv = /^([A-Za-z_][A-Za-z0-9_]*|'[^']+')\s*:\s*(.+)$/.exec(line);
+    if (!kv) throw new Error(`unsupported line in the appsettings block (keep it flat): ${line}`);
+    const name = kv[1]!.replace(/^'|'$/g, '');
+    const expression = kv[2]!.trim();
+    result.push({ name, expression, literal: parseLiteral(expression) });
+  }
+  return result;
+}
+
+function bicepParams(bicep: string): Map<string, { type: string; hasDefault: boolean }> {
+  const params = new Map<string, { type: string; hasDefault: boolean }>();
+  for (const m of stripComments(bicep).matchAll(/^param\s+(\w+)\s+(\w+)(\s*=.*)?$/gm))
+    params.set(m[1]!, { type: m[2]!, hasDefault: m[3] !== undefined });
+  return params;
+}
+
+/** Resolves `key: <int literal or var name>` occurrences to numbers (vars must be int literals). */
+function intProperties(bicep: string, key: string): number[] {
+  const text = stripComments(bicep);
+  return [...text.matchAll(new RegExp(`^\\s*${key}:\\s*(\\w+)\\s*$`, 'gm'))].map((m) => {
+    const v = m[1]!;
+    if (/^\d+$/.test(v)) return Number(v);
+    const decl = new RegExp(`^var\\s+${v}\\s*=\\s*(\\d+)\\s*$`, 'm').exec(text);
+    if (!decl) throw new Error(`${key}: ${v} is not an int literal nor a var with an int literal`);
+    return Number(decl[1]);
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+
+const sample = JSON.parse(read('local.settings.sample.json')) as {
+  IsEncrypted: boolean;
+  Values: Record<string, unknown>;
+};
+const sampleValues = sample.Values as Record<string, string>;
+
+const functionAppBicep = read('infra/modules/function-app.bicep');
+const mainBicep = read('infra/main.bicep');
+const serviceBusBicep = read('infra/modules/servicebus.bicep');
+const appSettings = bicepAppSettings(functionAppBicep);
+const appSetting = (name: string) => appSettings.find((s) => s.name === name);
+
+describe('local.settings.sample.json', () => {
+  it('lists exactly the settings of src/lib/config.ts, plus the host settings', () => {
+    const sampleNames = Object.keys(sampleValues).filter((n) => !isLocalPlatformSetting(n));
+    expect([...sampleNames].sort()).toEqual([...names].sort());
+    expect(sample.IsEncrypted).toBe(false);
+    expect(sampleValues.FUNCTIONS_WORKER_RUNTIME).toBe('node');
+    expect(sampleValues.AzureWebJobsFeatureFlags).toBe('EnableWorkerIndexing');
+    for (const [name, value] of Object.entries(sample.Values))
+      expect(typeof value, `${name} must be a string`).toBe('string');
+  });
+
+  it('runs locally against Azurite and the simulator, with defaults elsewhere', () => {
+    const localOverrides: Record<string, string> = {
+      TRANSPORT: 'storagequeue',
+      CURSOR_STORE: 'blob',
+      AzureWebJobsStorage: 'UseDevelopmentStorage=true',
+      FLOWFINITY_VIEW_URL: 'http://127.0.0.1:7080/api/views/LeadSync',
+      FLOWFINITY_USERNAME: 'integration',
+      FLOWFINITY_PASSWORD: 'local-dev-password',
+    };
+    for (const s of defs) {
+      const value = sampleValues[s.name];
+      if (s.name in localOverrides) expect(value, s.name).toBe(localOverrides[s.name]);
+      else if (s.default !== undefined) expect(value, `${s.name} should be its default`).toBe(s.default);
+      else if (!s.required) expect(value, `${s.name} has no default: leave it empty`).toBe('');
+    }
+    // No real credential in a committed file.
+    for (const value of Object.values(sampleValues))
+      expect(value).not.toMatch(/AccountKey=|SharedAccessKey=|SharedAccessSignature|sig=/i);
+  });
+
+  it('is a valid configuration for loadConfig', () => {
+    const config = loadConfig(sampleValues);
+    expect(config.transport.kind).toBe('storagequeue');
+    expect(config.cursor.store).toBe('blob');
+    expect(config.storage).toEqual({
+      kind: 'connectionString',
+      connectionString: 'UseDevelopmentStorage=true',
+    });
+    expect(config.sync.maxAttempts).toBe(Number(defaultOf('SYNC_MAX_ATTEMPTS')));
+  });
+
+  it('would fail loadConfig without a required value (the check above can fail)', () => {
+    const { FLOWFINITY_VIEW_URL: _omitted, ...rest } = sampleValues;
+    expect(() => loadConfig(rest)).toThrow(ConfigError);
+  });
+});
+
+describe('Bicep app settings (infra/modules/function-app.bicep)', () => {
+  it('parses the appsettings block', () => {
+    expect(appSettings.length).toBeGreaterThan(10);
+    const dupes = appSettings.map((s) => s.name).filter((n, i, all) => all.indexOf(n) !== i);
+    expect(dupes).toEqual([]);
+  });
+
+  it('names only known settings or listed platform settings', () => {
+    const unknown = appSettings
+      .map((s) => s.name)
+      .filter((n) => !byName.has(n) && !BICEP_PLATFORM_SETTINGS.has(n));
+    expect(unknown).toEqual([]);
+    for (const forbidden of FLEX_FORBIDDEN_SETTINGS) expect(appSetting(forbidden), forbidden).toBeUndefined();
+  });
+
+  it('sets every required setting and the Azure adapters with managed identity', () => {
+    for (const s of defs.filter((d) => d.required)) expect(appSetting(s.name), s.name).toBeDefined();
+    expect(appSetting('TRANSPORT')?.literal).toBe('servicebus');
+    expect(appSetting('CURSOR_STORE')?.literal).toBe('fileshare');
+    expect(appSetting('AzureWebJobsStorage__accountName')).toBeDefined();
+    expect(appSetting('AzureWebJobsStorage__credential')?.literal).toBe('managedidentity');
+    expect(appSetting('ServiceBusConnection__fullyQualifiedNamespace')).toBeDefined();
+    expect(appSetting('ServiceBusConnection__credential')?.literal).toBe('managedidentity');
+    expect(appSetting('APPLICATIONINSIGHTS_CONNECTION_STRING')).toBeDefined();
+  });
+
+  it('keeps secrets out: a Key Vault reference for the password, no connection strings', () => {
+    expect(appSetting('FLOWFINITY_PASSWORD')?.expression).toMatch(
+      /^'@Microsoft\.KeyVault\(SecretUri=\$\{\w+\}\)'$/,
+    );
+    for (const s of defs.filter((d) => d.secret && d.name !== 'FLOWFINITY_PASSWORD'))
+      expect(appSetting(s.name), `${s.name} must not be set: use managed identity`).toBeUndefined();
+  });
+
+  it('uses literal values that the settings schemas accept', () => {
+    for (const s of appSettings) {
+      const def = byName.get(s.name);
+      if (!def || s.literal === undefined) continue;
+      expect(def.schema.safeParse(s.literal).success, `${s.name}: '${s.literal}'`).toBe(true);
+    }
+  });
+
+  it('adds up to a valid configuration (expressions replaced by stand-ins)', () => {
+    const standIns: Record<string, string> = {
+      FLOWFINITY_VIEW_URL: 'https://example.flowfinity.com/api/views/LeadSync',
+      FLOWFINITY_ON_BEHALF_OF: 'integration',
+      FLOWFINITY_USERNAME: 'integration',
+      FLOWFINITY_PASSWORD: 'resolved-from-key-vault',
+      AzureWebJobsStorage__accountName: 'stabcdefghijklm',
+      ServiceBusConnection__fullyQualifiedNamespace: 'sb-abcdefghijklm.servicebus.windows.net',
+      CURSOR_SHARE_NAME: defaultOf('CURSOR_SHARE_NAME'),
+      SYNC_RECORDS_QUEUE: defaultOf('SYNC_RECORDS_QUEUE'),
+      SYNC_CONTROL_QUEUE: defaultOf('SYNC_CONTROL_QUEUE'),
+      SYNC_MAX_ATTEMPTS: defaultOf('SYNC_MAX_ATTEMPTS'),
+    };
+    const env: Record<string, string> = {};
+    for (const s of appSettings.filter((a) => byName.has(a.name))) {
+      const value = s.literal ?? standIns[s.name];
+      if (value === undefined) throw new Error(`add a stand-in for ${s.name} = ${s.expression}`);
+      env[s.name] = value;
+    }
+    const config = loadConfig(env);
+    expect(config.storage).toEqual({ kind: 'identity', accountName: 'stabcdefghijklm' });
+    expect(config.transport.serviceBus?.kind).toBe('identity');
+    expect(config.cursor.store).toBe('fileshare');
+  });
+
+  it('creates the queues and share the app settings name, with the settings defaults', () => {
+    const vars = Object.fromEntries(
+      [...stripComments(mainBicep).matchAll(/^var\s+(\w+)\s*=\s*'([^'$]*)'\s*$/gm)].map((m) => [
+        m[1]!,
+        m[2]!,
+      ]),
+    );
+    expect(vars.recordsQueueName).toBe(defaultOf('SYNC_RECORDS_QUEUE'));
+    expect(vars.controlQueueName).toBe(defaultOf('SYNC_CONTROL_QUEUE'));
+    expect(vars.cursorShareName).toBe(defaultOf('CURSOR_SHARE_NAME'));
+    expect(mainBicep).toMatch(/queueNames:\s*\[recordsQueueName,\s*controlQueueName\]/);
+    expect(mainBicep).toMatch(/^\s*recordsQueueName:\s*recordsQueueName\s*$/m);
+    expect(mainBicep).toMatch(/^\s*controlQueueName:\s*controlQueueName\s*$/m);
+  });
+
+  it('is the azd service `api` of azure.yaml', () => {
+    expect(functionAppBicep).toMatch(/'azd-service-name':\s*'api'/);
+    const azureYaml = read('azure.yaml');
+    expect(azureYaml).toMatch(/^services:\s*\n\s+api:\s*\n(\s+\w+:.*\n)*/m);
+    expect(azureYaml).toMatch(/^\s+project:\s*\.\s*$/m);
+    expect(azureYaml).toMatch(/^\s+language:\s*ts\s*$/m);
+    expect(azureYaml).toMatch(/^\s+host:\s*function\s*$/m);
+  });
+});
+
+describe('delivery limit', () => {
+  const maxAttempts = Number(defaultOf('SYNC_MAX_ATTEMPTS'));
+
+  it('host.json maxDequeueCount equals the default of SYNC_MAX_ATTEMPTS', () => {
+    const host = JSON.parse(read('host.json')) as { extensions?: { queues?: { maxDequeueCount?: number } } };
+    expect(host.extensions?.queues?.maxDequeueCount).toBe(maxAttempts);
+  });
+
+  it('every Service Bus queue has maxDeliveryCount = SYNC_MAX_ATTEMPTS and duplicate detection', () => {
+    const counts = intProperties(serviceBusBicep, 'maxDeliveryCount');
+    expect(counts.length).toBeGreaterThan(0);
+    for (const c of counts) expect(c).toBe(maxAttempts);
+    expect(serviceBusBicep).toMatch(/requiresDuplicateDetection:\s*true/);
+    expect(serviceBusBicep).toMatch(/duplicateDetectionHistoryTimeWindow:\s*'PT10M'/);
+    expect(serviceBusBicep).toMatch(/name:\s*'Standard'/);
+    // The app setting is wired to the same number, not typed twice.
+    expect(mainBicep).toMatch(/maxAttempts:\s*serviceBus\.outputs\.maxDeliveryCount/);
+    expect(appSetting('SYNC_MAX_ATTEMPTS')?.expression).toBe('string(maxAttempts)');
+  });
+});
+
+describe('main.parameters.json', () => {
+  const parameters = (
+    JSON.parse(read('infra/main.parameters.json')) as { parameters: Record<string, { value: unknown }> }
+  ).parameters;
+  const params = bicepParams(mainBicep);
+
+  it('maps only parameters that main.bicep declares, and every one without a default', () => {
+    expect(params.size).toBeGreaterThan(0);
+    for (const name of Object.keys(parameters))
+      expect(params.has(name), `param ${name} in main.bicep`).toBe(true);
+    for (const [name, p] of params)
+      if (!p.hasDefault) expect(Object.keys(parameters), `${name} has no default`).toContain(name);
+  });
+
+  it('reads azd variables and settings by their setting names', () => {
+    for (const [name, { value }] of Object.entries(parameters)) {
+      const vars = [...JSON.stringify(value).matchAll(/\$\{(\w+)\}/g)].map((m) => m[1]!);
+      expect(vars.length, `${name} should come from an environment variable`).toBeGreaterThan(0);
+      for (const v of vars) expect(v.startsWith('AZURE_') || byName.has(v), `${name}: \${${v}}`).toBe(true);
+    }
+    expect(params.get('flowfinityPassword')?.type).toBe('string');
+    expect(mainBicep).toMatch(/@secure\(\)\s*\n(@description\(.*\)\s*\n)?param flowfinityPassword string/);
+  });
+});
+
+describe('configuration table', () => {
+  const table = configTableMarkdown();
+
+  it('has one row per setting, secrets marked, required flagged', () => {
+    const rows = table.trimEnd().split('\n').slice(2);
+    expect(rows).toHaveLength(defs.length);
+    for (const [i, s] of defs.entries()) {
+      const row = rows[i]!;
+      expect(row.startsWith(`| \`${s.name}\``), row).toBe(true);
+      expect(row.includes('(secret)')).toBe(Boolean(s.secret));
+      expect(row.split(' | ')[2]).toBe(s.required ? 'yes' : 'no');
+      expect(row.split(/(?<!\\)\|/)).toHaveLength(6); // 4 cells, no unescaped pipe inside
+    }
+  });
+
+  it('docs/config-table.md is up to date', () => {
+    const doc = read('docs/config-table.md');
+    expect(doc).toBe(configDocMarkdown());
+    // The same extraction that checks README.md below.
+    expect(extractConfigTable(doc)).toBe(table);
+    expect(extractConfigTable(`# x\n\n${TABLE_START}\n| stale |\n${TABLE_END}\n`)).not.toBe(table);
+    expect(extractConfigTable('# no markers')).toBeUndefined();
+  });
+
+  const readmePath = path.join(root, 'README.md');
+  const readme = existsSync(readmePath) ? readFileSync(readmePath, 'utf8') : '';
+  const hasMarkers = readme.includes(TABLE_START) && readme.includes(TABLE_END);
+
+  it.skipIf(!hasMarkers)('README.md table between the markers is up to date', () => {
+    expect(extractConfigTable(readme)).toBe(table);
+  });
+});

@@ -1,0 +1,586 @@
+/**
+ * A small stand-in for the Azure Functions host (Core Tools cannot be installed here). It loads
+ * the app's own function modules, collects their `app.*` registrations through the
+ * `@azure/functions-core` shim, and drives them with the host's semantics: timers (NCRONTAB),
+ * storage-queue triggers (retry, dequeue count, poison queue), Service Bus queue triggers
+ * (through `./servicebus-driver`) and HTTP routes on 127.0.0.1.
+ *
+ * Limits worth knowing:
+ * - One LocalHost per process at a time (the shim and process.env are process-global).
+ * - A module is executed once per process (Node's and vitest's module caches): a second
+ *   LocalHost in the same process reuses the registrations the first load recorded, so app
+ *   code should read settings when it runs, not when its module loads.
+ * - Function keys are not enforced (as with `func start`).
+ */
+import { randomUUID } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import path from 'node:path';
+import { format } from 'node:util';
+import {
+  InvocationContext,
+  type HttpRequest,
+  type InvocationContextInit,
+  type LogLevel,
+} from '@azure/functions';
+import { resolveBinding, resolveConnection, type SettingsLookup } from './binding-settings';
+import type { QueueDriverOptions, TriggerDriver } from './driver';
+import {
+  captureRegistrations,
+  hasProgrammingModel,
+  installFunctionsCoreShim,
+  setSystemLog,
+  takeUncaptured,
+  type FunctionCallback,
+  type RegisteredHook,
+  type Registrations,
+} from './functions-core-shim';
+import { readHostJson, type HostSettings } from './host-json';
+import { compileRoute, sortRoutes, type CompiledRoute } from './http-routes';
+import { startHttpServer, type HttpTarget, type LocalHttpServer } from './http-server';
+import { createStorageQueueDriver } from './storage-queue-driver';
+import { parseTimerSchedule, TimerDriver } from './timer-driver';
+
+// Installed on import, so that `@azure/functions` finds the shim whenever it first looks.
+installFunctionsCoreShim();
+
+export type HostLogLevel = 'info' | 'warn' | 'error';
+
+export interface LocalHostOptions {
+  /** Function modules to load (absolute paths of .js or .ts files; in vitest .ts works). */
+  modules: string[];
+  /**
+   * App settings: copied into process.env before loading modules (like local.settings.json
+   * Values; restored on stop) and used to resolve %NAME% and `connection` names.
+   */
+  settings: Record<string, string>;
+  /** Default: <repo>/host.json. */
+  hostJsonPath?: string;
+  /** Default 7071; 0 = a free port. */
+  httpPort?: number;
+  /** Default true; tests set false and call runTimer. */
+  enableTimers?: boolean;
+  /** Pause between empty queue polls. Default: host.json maxPollingInterval, at most 2000. */
+  queuePollIntervalMs?: number;
+  /** Override of host.json queues.visibilityTimeout (delay before a failed message's retry). */
+  visibilityTimeoutMs?: number;
+  /** Lease on a received storage-queue message while it runs (renewed). Default 5 minutes. */
+  receiveVisibilityTimeoutMs?: number;
+  log?: (level: HostLogLevel, line: string) => void;
+}
+
+export interface HostedFunctionInfo {
+  name: string;
+  triggerType: string;
+  /** The trigger binding with %NAME% placeholders resolved. */
+  binding: Record<string, unknown>;
+}
+
+interface HostedFunction extends HostedFunctionInfo {
+  triggerBindingName: string;
+  bindings: Record<string, Record<string, unknown>>;
+  handler: FunctionCallback;
+}
+
+export interface WaitForIdleOptions {
+  timeoutMs?: number;
+  quietMs?: number;
+}
+
+const DEFAULT_HTTP_PORT = 7071;
+const MAX_DEFAULT_POLL_MS = 2000;
+const SUPPORTED_TRIGGERS = new Set(['timerTrigger', 'queueTrigger', 'serviceBusTrigger', 'httpTrigger']);
+
+/** Registrations recorded per module file, for modules already in the module cache. */
+const registrationsByModule = new Map<string, Registrations>();
+let activeHost: LocalHost | undefined;
+
+const defaultLog = (level: HostLogLevel, line: string) =>
+  (level === 'error' ? console.error : level === 'warn' ? console.warn : console.log)(line);
+
+function repoRoot(): string {
+  // src/local/host (ts) or dist/src/local/host (js): walk up to the directory with package.json.
+  let dir = __dirname;
+  while (!existsSync(path.join(dir, 'package.json')) && path.dirname(dir) !== dir) dir = path.dirname(dir);
+  return dir;
+}
+
+const nodeRequire = createRequire(__filename);
+
+/** Loads a module file: `import()` for TypeScript (vitest transforms it), `require` for JS. */
+async function loadModuleFile(file: string): Promise<Record<string, unknown>> {
+  if (/\.[cm]?tsx?$/.test(file)) return (await import(file)) as Record<string, unknown>;
+  return nodeRequire(file) as Record<string, unknown>;
+}
+
+function errorText(e: unknown): string {
+  return e instanceof Error ? `${e.name}: ${e.message}` : String(e);
+}
+
+function toHostLevel(level: LogLevel | string): HostLogLevel | undefined {
+  switch (level) {
+    case 'information':
+      return 'info';
+    case 'warning':
+      return 'warn';
+    case 'error':
+    case 'critical':
+      return 'error';
+    default:
+      return undefined; // trace, debug, none
+  }
+}
+
+type ServiceBusDriverFactory = (
+  o: QueueDriverOptions & {
+    connectionString?: string;
+    fullyQualifiedNamespace?: string;
+    maxDeliveryCount?: number;
+    maxAutoLockRenewalDurationMs?: number;
+  },
+) => TriggerDriver;
+
+async function loadServiceBusDriverFactory(): Promise<ServiceBusDriverFactory> {
+  const file = ['.js', '.ts']
+    .map((ext) => path.join(__dirname, `servicebus-driver${ext}`))
+    .find((f) => existsSync(f));
+  if (!file)
+    throw new Error(
+      'a serviceBusTrigger is registered but src/local/host/servicebus-driver is missing; the local host cannot drive it',
+    );
+  const mod = await loadModuleFile(file);
+  const factory = mod.createServiceBusDriver;
+  if (typeof factory !== 'function') throw new Error(`${file} does not export createServiceBusDriver`);
+  return factory as ServiceBusDriverFactory;
+}
+
+export class LocalHost {
+  private readonly log: (level: HostLogLevel, line: string) => void;
+  private readonly byName = new Map<string, HostedFunction>();
+  private readonly timers = new Map<string, TimerDriver>();
+  private readonly queueDrivers: TriggerDriver[] = [];
+  private readonly startedDrivers: TriggerDriver[] = [];
+  private readonly hooks: RegisteredHook[] = [];
+  private readonly appHookData: Record<string, unknown> = {};
+  private readonly previousEnv = new Map<string, string | undefined>();
+  private server: LocalHttpServer | undefined;
+  private inFlight = 0;
+  private stopped = false;
+  private stopping: Promise<void> | undefined;
+  private host!: HostSettings;
+  private pollIntervalMs = MAX_DEFAULT_POLL_MS;
+  private functionList: ReadonlyArray<HostedFunctionInfo> = [];
+  private httpBaseUrl = '';
+
+  /** The registered functions, with their trigger bindings' %NAME% placeholders resolved. */
+  get functions(): ReadonlyArray<HostedFunctionInfo> {
+    return this.functionList;
+  }
+
+  /** e.g. http://127.0.0.1:7071 (empty when the app has no HTTP functions). */
+  get httpUrl(): string {
+    return this.httpBaseUrl;
+  }
+
+  private constructor(private readonly o: LocalHostOptions) {
+    this.log = o.log ?? defaultLog;
+  }
+
+  static async start(o: LocalHostOptions): Promise<LocalHost> {
+    if (activeHost) throw new Error('a LocalHost is already running in this process; stop it first');
+    const host = new LocalHost(o);
+    activeHost = host;
+    try {
+      await host.boot();
+      return host;
+    } catch (e) {
+      await host.stop().catch(() => undefined);
+      throw e;
+    }
+  }
+
+  private readonly lookup: SettingsLookup = (name) => this.o.settings[name] ?? process.env[name];
+
+  private async boot(): Promise<void> {
+    installFunctionsCoreShim();
+    setSystemLog((level, _category, message) => {
+      const l = toHostLevel(level);
+      if (l && l !== 'info') this.log(l, `[@azure/functions] ${message}`);
+    });
+    for (const [name, value] of Object.entries(this.o.settings)) {
+      this.previousEnv.set(name, process.env[name]);
+      process.env[name] = value;
+    }
+    this.host = readHostJson(this.o.hostJsonPath ?? path.join(repoRoot(), 'host.json'));
+    this.pollIntervalMs =
+      this.o.queuePollIntervalMs ?? Math.min(this.host.queues.maxPollingIntervalMs, MAX_DEFAULT_POLL_MS);
+
+    const registrations = await this.loadModules();
+    this.hooks.push(...registrations.hooks);
+    for (const r of registrations.functions)
+      this.addFunction(r.metadata.name, r.metadata.bindings, r.handler);
+    this.functionList = [...this.byName.values()].map(({ name, triggerType, binding }) => ({
+      name,
+      triggerType,
+      binding,
+    }));
+
+    await this.createDrivers();
+    await this.runHooks('appStart', { hookData: this.appHookData, functionAppDirectory: repoRoot() });
+    await this.startHttp();
+    for (const d of this.queueDrivers) {
+      await d.start();
+      this.startedDrivers.push(d);
+    }
+    if (this.o.enableTimers ?? true) {
+      for (const t of this.timers.values()) {
+        await t.start();
+        this.startedDrivers.push(t);
+      }
+    }
+    this.log(
+      'info',
+      `local host started: ${this.functions.map((f) => `${f.name} (${f.triggerType})`).join(', ') || 'no functions'}` +
+        (this.httpUrl ? `; HTTP on ${this.httpUrl}` : ''),
+    );
+  }
+
+  private async loadModules(): Promise<Registrations> {
+    const all: Registrations = { functions: [], hooks: [] };
+    const before = takeUncaptured();
+    if (before.functions.length > 0)
+      this.log(
+        'warn',
+        `ignoring ${before.functions.length} function(s) registered outside the local host ` +
+          `(${before.functions.map((f) => f.metadata.name).join(', ')}); list their modules in "modules"`,
+      );
+    for (const spec of this.o.modules) {
+      const file = path.resolve(spec);
+      let captured: Registrations;
+      try {
+        captured = await captureRegistrations(() => loadModuleFile(file).then(() => undefined));
+      } catch (e) {
+        throw new Error(`loading function module ${file} failed: ${errorText(e)}`, { cause: e });
+      }
+      if (captured.functions.length > 0 || captured.hooks.length > 0)
+        registrationsByModule.set(file, captured);
+      else captured = registrationsByModule.get(file) ?? captured;
+      if (captured.functions.length === 0 && captured.hooks.length === 0)
+        this.log('warn', `module ${file} registered no functions`);
+      all.functions.push(...captured.functions);
+      all.hooks.push(...captured.hooks);
+    }
+    if (this.o.modules.length > 0 && all.functions.length === 0 && !hasProgrammingModel())
+      throw new Error(
+        '@azure/functions did not register through the local host: it probably looked for ' +
+          '@azure/functions-core before the shim was installed (import src/local/host before the app modules)',
+      );
+    return all;
+  }
+
+  private addFunction(
+    name: string,
+    rawBindings: Record<string, Record<string, unknown>>,
+    handler: FunctionCallback,
+  ) {
+    if (this.byName.has(name)) throw new Error(`function "${name}" is registered twice`);
+    const bindings: Record<string, Record<string, unknown>> = {};
+    for (const [key, b] of Object.entries(rawBindings))
+      bindings[key] = resolveBinding(b, this.lookup, `function ${name}, binding ${key}`);
+    const trigger = Object.entries(bindings).find(
+      ([, b]) => b.direction === 'in' && typeof b.type === 'string' && b.type.endsWith('Trigger'),
+    );
+    if (!trigger) throw new Error(`function "${name}" has no trigger binding`);
+    const [triggerBindingName, binding] = trigger;
+    const triggerType = String(binding.type);
+    if (!SUPPORTED_TRIGGERS.has(triggerType))
+      this.log(
+        'warn',
+        `function ${name}: ${triggerType} is not driven by the local host (invoke() still works)`,
+      );
+    this.byName.set(name, { name, triggerType, binding, triggerBindingName, bindings, handler });
+  }
+
+  private settingNames = () => [...new Set([...Object.keys(this.o.settings), ...Object.keys(process.env)])];
+
+  private async createDrivers(): Promise<void> {
+    let serviceBusFactory: ServiceBusDriverFactory | undefined;
+    for (const fn of this.byName.values()) {
+      const invoke = (input: unknown, meta: Record<string, unknown>) => this.invokeTracked(fn, input, meta);
+      const driverLog = (line: string) => this.log('warn', `[${fn.name}] ${line}`);
+      if (fn.triggerType === 'timerTrigger') {
+        const schedule = fn.binding.schedule;
+        if (typeof schedule !== 'string')
+          throw new Error(`function ${fn.name}: timer trigger has no schedule`);
+        const parsed = (() => {
+          try {
+            return parseTimerSchedule(schedule, this.lookup('WEBSITE_TIME_ZONE') || 'UTC');
+          } catch (e) {
+            throw new Error(`function ${fn.name}: ${errorText(e)}`);
+          }
+        })();
+        this.timers.set(
+          fn.name,
+          new TimerDriver({
+            functionName: fn.name,
+            schedule: parsed,
+            runOnStartup: fn.binding.runOnStartup === true,
+            invoke,
+            log: this.log,
+          }),
+        );
+      } else if (fn.triggerType === 'queueTrigger') {
+        const conn = resolveConnection(
+          fn.binding.connection,
+          'AzureWebJobsStorage',
+          this.lookup,
+          this.settingNames,
+        );
+        if (!conn.connectionString)
+          throw new Error(
+            `function ${fn.name}: setting "${conn.settingName}" (the queue trigger's connection) must hold a ` +
+              'storage connection string in the local host',
+          );
+        const q = this.host.queues;
+        this.queueDrivers.push(
+          createStorageQueueDriver({
+            queueName: this.queueName(fn),
+            invoke,
+            maxConcurrency: q.batchSize,
+            newBatchThreshold: q.newBatchThreshold,
+            pollIntervalMs: this.pollIntervalMs,
+            connectionString: conn.connectionString,
+            maxDequeueCount: q.maxDequeueCount,
+            visibilityTimeoutMs: this.o.visibilityTimeoutMs ?? q.visibilityTimeoutMs,
+            receiveVisibilityTimeoutMs: this.o.receiveVisibilityTimeoutMs,
+            messageEncoding: q.messageEncoding,
+            log: driverLog,
+          }),
+        );
+      } else if (fn.triggerType === 'serviceBusTrigger') {
+        const conn = resolveConnection(
+          fn.binding.connection,
+          'AzureWebJobsServiceBus',
+          this.lookup,
+          this.settingNames,
+        );
+        const fullyQualifiedNamespace = conn.identityProperties.fullyQualifiedNamespace;
+        if (!conn.connectionString && !fullyQualifiedNamespace)
+          throw new Error(
+            `function ${fn.name}: set "${conn.settingName}" (a Service Bus connection string) or ` +
+              `"${conn.settingName}__fullyQualifiedNamespace"`,
+          );
+        serviceBusFactory ??= await loadServiceBusDriverFactory();
+        this.queueDrivers.push(
+          serviceBusFactory({
+            queueName: this.queueName(fn),
+            invoke,
+            maxConcurrency: this.host.serviceBus.maxConcurrentCalls,
+            pollIntervalMs: this.pollIntervalMs,
+            connectionString: conn.connectionString,
+            fullyQualifiedNamespace: conn.connectionString ? undefined : fullyQualifiedNamespace,
+            maxAutoLockRenewalDurationMs: this.host.serviceBus.maxAutoLockRenewalDurationMs,
+            log: driverLog,
+          }),
+        );
+      }
+    }
+  }
+
+  private queueName(fn: HostedFunction): string {
+    const name = fn.binding.queueName;
+    if (typeof name !== 'string' || name === '')
+      throw new Error(`function ${fn.name}: the trigger has no queueName`);
+    return name;
+  }
+
+  private async startHttp(): Promise<void> {
+    const routes: CompiledRoute<HttpTarget>[] = [];
+    for (const fn of this.byName.values()) {
+      if (fn.triggerType !== 'httpTrigger') continue;
+      const template =
+        typeof fn.binding.route === 'string' && fn.binding.route !== '' ? fn.binding.route : fn.name;
+      const methods = Array.isArray(fn.binding.methods) ? fn.binding.methods.map(String) : null;
+      routes.push(compileRoute(template, methods, { functionName: fn.name }));
+    }
+    if (routes.length === 0) return;
+    this.server = await startHttpServer({
+      port: this.o.httpPort ?? DEFAULT_HTTP_PORT,
+      routePrefix: this.host.http.routePrefix,
+      routes: sortRoutes(routes),
+      invoke: (name, request) => this.invokeHttp(name, request),
+      log: this.log,
+    });
+    this.httpBaseUrl = this.server.url;
+  }
+
+  private async invokeHttp(name: string, request: HttpRequest): Promise<unknown> {
+    const fn = this.get(name);
+    const { result, context } = await this.runInvocation(fn, request, {});
+    const out = Object.entries(fn.bindings).find(([, b]) => b.direction === 'out' && b.type === 'http');
+    if (!out || out[0] === '$return') return result;
+    return context.extraOutputs.get(String(out[1].name ?? out[0]));
+  }
+
+  private get(name: string): HostedFunction {
+    const fn = this.byName.get(name);
+    if (!fn) throw new Error(`no function named "${name}" (known: ${[...this.byName.keys()].join(', ')})`);
+    return fn;
+  }
+
+  private activeHooks(name: string): RegisteredHook[] {
+    return this.hooks.filter((h) => h.hookName === name && !h.disposed);
+  }
+
+  private async runHooks(name: string, coreContext: Record<string, unknown>): Promise<void> {
+    for (const h of this.activeHooks(name)) await h.callback(coreContext);
+  }
+
+  private async invokeTracked(
+    fn: HostedFunction,
+    input: unknown,
+    meta: Record<string, unknown>,
+  ): Promise<unknown> {
+    return (await this.runInvocation(fn, input, meta)).result;
+  }
+
+  /** One invocation with a real InvocationContext, pre/post invocation hooks and host-style logs. */
+  private async runInvocation(
+    fn: HostedFunction,
+    input: unknown,
+    triggerMetadata: Record<string, unknown>,
+  ): Promise<{ result: unknown; context: InvocationContext }> {
+    const invocationId = randomUUID();
+    const prefix = `[${fn.name}]`;
+    const outputs = Object.entries(fn.bindings).filter(([k, b]) => b.direction === 'out' && k !== '$return');
+    const inputs = Object.entries(fn.bindings).filter(
+      ([k, b]) => b.direction === 'in' && k !== fn.triggerBindingName,
+    );
+    const ret = fn.bindings.$return;
+    const init: InvocationContextInit = {
+      invocationId,
+      functionName: fn.name,
+      triggerMetadata,
+      logHandler: (level, ...args) => {
+        const l = toHostLevel(level);
+        if (l) this.log(l, `${prefix} ${format(...args)}`);
+      },
+      options: {
+        trigger: { ...fn.binding, name: fn.triggerBindingName, type: fn.triggerType },
+        return: ret ? { ...ret, name: String(ret.name ?? '$return'), type: String(ret.type) } : undefined,
+        extraInputs: inputs.map(([k, b]) => ({ ...b, name: k, type: String(b.type) })),
+        extraOutputs: outputs.map(([k, b]) => ({ ...b, name: k, type: String(b.type) })),
+      },
+    };
+    const context = new InvocationContext(init);
+    this.inFlight++;
+    const started = Date.now();
+    this.log('info', `${prefix} executing (id ${invocationId})`);
+    try {
+      const hookData: Record<string, unknown> = {};
+      const pre = {
+        invocationContext: context,
+        inputs: [input] as unknown[],
+        functionCallback: fn.handler,
+        hookData,
+        appHookData: this.appHookData,
+      };
+      await this.runHooks('preInvocation', pre);
+      let result: unknown;
+      let error: unknown;
+      try {
+        result = await pre.functionCallback(...pre.inputs, context);
+      } catch (e) {
+        error = e ?? new Error('the function threw a nullish value');
+      }
+      const post = {
+        invocationContext: context,
+        inputs: pre.inputs,
+        result,
+        error,
+        hookData,
+        appHookData: this.appHookData,
+      };
+      await this.runHooks('postInvocation', post);
+      if (post.error !== undefined && post.error !== null) throw post.error;
+      this.log('info', `${prefix} succeeded (id ${invocationId}, ${Date.now() - started} ms)`);
+      return { result: post.result, context };
+    } catch (e) {
+      this.log('error', `${prefix} failed (id ${invocationId}, ${Date.now() - started} ms): ${errorText(e)}`);
+      throw e;
+    } finally {
+      this.inFlight--;
+    }
+  }
+
+  /** Fires a timer now (isPastDue false), after any run in progress; rejects if the handler throws. */
+  async runTimer(functionName: string): Promise<void> {
+    const timer = this.timers.get(functionName);
+    if (!timer) throw new Error(`"${functionName}" is not a timer-triggered function`);
+    await timer.runNow();
+  }
+
+  /** Calls a function directly with a real InvocationContext; resolves to what it returned. */
+  async invoke(
+    functionName: string,
+    input: unknown,
+    triggerMetadata: Record<string, unknown> = {},
+  ): Promise<unknown> {
+    return this.invokeTracked(this.get(functionName), input, triggerMetadata);
+  }
+
+  /**
+   * Resolves when every queue driver has been idle (nothing in flight, queue empty) and no
+   * invocation has been running for `quietMs` consecutively; rejects after `timeoutMs`.
+   */
+  async waitForIdle(o: WaitForIdleOptions = {}): Promise<void> {
+    const timeoutMs = o.timeoutMs ?? 30_000;
+    const quietMs = o.quietMs ?? Math.max(200, this.pollIntervalMs * 2 + 100);
+    const deadline = Date.now() + timeoutMs;
+    let quietSince: number | undefined;
+    for (;;) {
+      const busy = this.queueDrivers.filter((d) => !d.isIdle()).map((d) => d.description);
+      if (this.inFlight > 0) busy.push(`${this.inFlight} invocation(s) running`);
+      const now = Date.now();
+      if (busy.length === 0) {
+        quietSince ??= now;
+        if (now - quietSince >= quietMs) return;
+      } else quietSince = undefined;
+      if (now >= deadline)
+        throw new Error(`the local host was not idle within ${timeoutMs} ms: ${busy.join('; ')}`);
+      await new Promise((r) => setTimeout(r, Math.min(25, quietMs)));
+    }
+  }
+
+  /** Stops timers and drivers (waiting for invocations in flight), the HTTP server, then appTerminate hooks. */
+  stop(): Promise<void> {
+    this.stopping ??= this.shutdown();
+    return this.stopping;
+  }
+
+  private async shutdown(): Promise<void> {
+    if (this.stopped) return;
+    const errors: unknown[] = [];
+    const attempt = async (what: string, f: () => Promise<void>) => {
+      try {
+        await f();
+      } catch (e) {
+        errors.push(e);
+        this.log('error', `stopping ${what} failed: ${errorText(e)}`);
+      }
+    };
+    await Promise.all(this.startedDrivers.map((d) => attempt(d.description, () => d.stop())));
+    await Promise.all([...this.timers.values()].map((t) => attempt(t.description, () => t.stop())));
+    if (this.server) await attempt('the HTTP server', () => this.server!.close());
+    await attempt('appTerminate hooks', () => this.runHooks('appTerminate', { hookData: this.appHookData }));
+    for (const [name, value] of this.previousEnv) {
+      if (value === undefined) delete process.env[name];
+      else process.env[name] = value;
+    }
+    setSystemLog(null);
+    this.stopped = true;
+    if (activeHost === this) activeHost = undefined;
+    if (errors.length > 0) this.log('warn', `local host stopped with ${errors.length} error(s)`);
+    else this.log('info', 'local host stopped');
+  }
+}

@@ -1,0 +1,279 @@
+import { createHook } from 'node:async_hooks';
+import path from 'node:path';
+import { QueueClient } from '@azure/storage-queue';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startAzurite, type AzuriteInstance } from '../src/local/azurite';
+import { LocalHost } from '../src/local/host';
+import { compileRoute, findRoute, sortRoutes } from '../src/local/host/http-routes';
+import { parseHostJson, parseTimeSpanMs } from '../src/local/host/host-json';
+import { hostAppRecords } from './fixtures/host-app/records';
+
+const fixtures = path.join(__dirname, 'fixtures', 'host-app');
+const appModule = path.join(fixtures, 'functions.ts');
+const hostJsonPath = path.join(fixtures, 'host.json');
+const WORK_QUEUE = 'host-app-work';
+
+const encode = (body: unknown) => Buffer.from(JSON.stringify(body), 'utf8').toString('base64');
+const records = hostAppRecords();
+
+async function until(check: () => boolean, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error('condition not met in time');
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+describe('route templates and host.json', () => {
+  it('matches literals before parameters, checks constraints and optional segments', () => {
+    const routes = sortRoutes([
+      compileRoute('items/{id:int}', ['GET'], 'byId'),
+      compileRoute('items/latest', ['GET'], 'latest'),
+      compileRoute('files/{*rest}', null, 'files'),
+      compileRoute('opt/{name?}', ['GET'], 'opt'),
+    ]);
+    const hit = (method: string, p: string) => {
+      const r = findRoute(routes, method, p.split('/'));
+      return r.kind === 'match' ? [r.match.route.target, r.match.params] : r.kind;
+    };
+    expect(hit('GET', 'items/latest')).toEqual(['latest', {}]);
+    expect(hit('GET', 'ITEMS/7')).toEqual(['byId', { id: '7' }]);
+    expect(hit('GET', 'items/abc')).toBe('notFound');
+    expect(hit('POST', 'items/7')).toBe('methodNotAllowed');
+    expect(hit('DELETE', 'files/a/b')).toEqual(['files', { rest: 'a/b' }]);
+    expect(hit('GET', 'opt')).toEqual(['opt', {}]);
+    expect(hit('GET', 'opt/x')).toEqual(['opt', { name: 'x' }]);
+  });
+
+  it('reads TimeSpans and queue settings with the host defaults', () => {
+    expect(parseTimeSpanMs('00:00:10')).toBe(10_000);
+    expect(parseTimeSpanMs('1.00:00:00.5')).toBe(86_400_500);
+    expect(() => parseTimeSpanMs('10s')).toThrow(/TimeSpan/);
+    const h = parseHostJson({ extensions: { queues: { batchSize: 8 } } });
+    expect(h.queues).toMatchObject({
+      batchSize: 8,
+      newBatchThreshold: 4,
+      maxDequeueCount: 5,
+      messageEncoding: 'base64',
+    });
+    expect(h.http.routePrefix).toBe('api');
+  });
+});
+
+describe('LocalHost', () => {
+  let azurite: AzuriteInstance;
+  let host: LocalHost | undefined;
+  const logs: string[] = [];
+  const settings = () => ({
+    HostAppStorage: azurite.connectionString,
+    WORK_QUEUE,
+    TICK_SCHEDULE: '0 0 3 * * *',
+    ECHO_ROUTE: 'items',
+  });
+  const queue = (name: string) => new QueueClient(azurite.connectionString, name);
+  /** Timers created by the host's own code that are still pending. */
+  const hostHandles = new Map<number, string>();
+  const handleTracker = createHook({
+    init(id, type) {
+      if (type !== 'Timeout') return;
+      const stack = new Error().stack ?? '';
+      if (stack.includes(`${path.sep}src${path.sep}local${path.sep}host${path.sep}`))
+        hostHandles.set(id, `${type} ${stack}`);
+    },
+    destroy(id) {
+      hostHandles.delete(id);
+    },
+  });
+
+  beforeAll(async () => {
+    handleTracker.enable();
+    azurite = await startAzurite();
+    host = await LocalHost.start({
+      modules: [appModule],
+      settings: settings(),
+      hostJsonPath,
+      httpPort: 0,
+      enableTimers: false,
+      queuePollIntervalMs: 50,
+      log: (level, line) => logs.push(`${level} ${line}`),
+    });
+  });
+
+  afterAll(async () => {
+    handleTracker.disable();
+    await host?.stop();
+    await azurite?.stop();
+  });
+
+  it('discovers the registrations with %SETTING% placeholders resolved', () => {
+    const byName = Object.fromEntries(host!.functions.map((f) => [f.name, f]));
+    expect(Object.keys(byName).sort()).toEqual(['boom', 'echo', 'tick', 'work']);
+    expect(byName.tick).toMatchObject({ triggerType: 'timerTrigger', binding: { schedule: '0 0 3 * * *' } });
+    expect(byName.work).toMatchObject({
+      triggerType: 'queueTrigger',
+      binding: { queueName: WORK_QUEUE, connection: 'HostAppStorage' },
+    });
+    expect(byName.echo).toMatchObject({ triggerType: 'httpTrigger', binding: { route: 'items/{id}' } });
+    expect(process.env.WORK_QUEUE).toBe(WORK_QUEUE);
+  });
+
+  it('routes HTTP requests with params, query and a JSON body, and runs invocation hooks', async () => {
+    const res = await fetch(`${host!.httpUrl}/api/items/42?x=1`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ name: 'Ada', n: 7 }),
+    });
+    expect(res.status).toBe(201);
+    expect(res.headers.get('content-type')).toMatch(/application\/json/);
+    expect(res.headers.get('x-invocation')).toMatch(/^[0-9a-f-]{36}$/);
+    expect(await res.json()).toEqual({
+      id: '42',
+      method: 'POST',
+      query: { x: '1' },
+      body: { name: 'Ada', n: 7 },
+      functionName: 'echo',
+    });
+    expect(records.hooks).toContain('pre:echo');
+    expect(records.hooks).toContain('post:echo');
+  });
+
+  it('answers 404, 405 and a generic 500 without leaking the error', async () => {
+    const notFound = await fetch(`${host!.httpUrl}/api/nothing-here`);
+    expect(notFound.status).toBe(404);
+    expect(((await notFound.json()) as { error: { code: string } }).error.code).toBe('NotFound');
+
+    const wrongMethod = await fetch(`${host!.httpUrl}/api/items/1`);
+    expect(wrongMethod.status).toBe(405);
+    expect(wrongMethod.headers.get('allow')).toBe('POST, PUT');
+
+    const boom = await fetch(`${host!.httpUrl}/api/boom`);
+    expect(boom.status).toBe(500);
+    const text = await boom.text();
+    expect(JSON.parse(text).error.code).toBe('InternalServerError');
+    expect(text).not.toMatch(/hunter2|password|at /);
+  });
+
+  it('delivers a base64 queue message decoded, with dequeueCount 1, and deletes it', async () => {
+    const sent = await queue(WORK_QUEUE).sendMessage(encode({ kind: 'hello', n: 1 }));
+    await until(() => records.queue.some((r) => r.id === sent.messageId), 10_000);
+    await host!.waitForIdle({ timeoutMs: 10_000 });
+    const got = records.queue.filter((r) => r.id === sent.messageId);
+    expect(got).toEqual([
+      { input: { kind: 'hello', n: 1 }, dequeueCount: 1, id: sent.messageId, functionName: 'work' },
+    ]);
+    expect((await queue(WORK_QUEUE).getProperties()).approximateMessagesCount).toBe(0);
+  });
+
+  it('retries a throwing message with increasing dequeueCount, then moves it to <queue>-poison', async () => {
+    const text = encode({ fail: true, tag: 'poison-me' });
+    const sent = await queue(WORK_QUEUE).sendMessage(text);
+    await until(() => records.queue.filter((r) => r.id === sent.messageId).length >= 3, 15_000);
+    await host!.waitForIdle({ timeoutMs: 15_000 });
+    const counts = records.queue.filter((r) => r.id === sent.messageId).map((r) => r.dequeueCount);
+    expect(counts).toEqual([1, 2, 3]);
+    expect((await queue(WORK_QUEUE).getProperties()).approximateMessagesCount).toBe(0);
+    const poisoned = await queue(`${WORK_QUEUE}-poison`).receiveMessages({ numberOfMessages: 32 });
+    expect(poisoned.receivedMessageItems.map((m) => m.messageText)).toEqual([text]);
+    expect(logs.some((l) => l.startsWith('warn') && l.includes('-poison'))).toBe(true);
+  });
+
+  it('waitForIdle waits for a running invocation and rejects when it does not settle in time', async () => {
+    const sent = await queue(WORK_QUEUE).sendMessage(encode({ sleepMs: 600 }));
+    await until(() => records.queue.some((r) => r.id === sent.messageId), 10_000);
+    await expect(host!.waitForIdle({ timeoutMs: 150, quietMs: 50 })).rejects.toThrow(/not idle/);
+    await host!.waitForIdle({ timeoutMs: 10_000 });
+    expect((await queue(WORK_QUEUE).getProperties()).approximateMessagesCount).toBe(0);
+  });
+
+  it('runTimer invokes the timer with a Timer input and rejects when it throws', async () => {
+    const before = records.timer.length;
+    await host!.runTimer('tick');
+    expect(records.timer.length).toBe(before + 1);
+    const input = records.timer.at(-1)!.input as {
+      isPastDue: boolean;
+      scheduleStatus: { last: string; next: string; lastUpdated: string };
+    };
+    expect(input.isPastDue).toBe(false);
+    expect(new Date(input.scheduleStatus.next).getUTCHours()).toBe(3);
+    records.timerShouldThrow = true;
+    try {
+      await expect(host!.runTimer('tick')).rejects.toThrow('timer asked to fail');
+    } finally {
+      records.timerShouldThrow = false;
+    }
+    await expect(host!.runTimer('work')).rejects.toThrow(/not a timer/);
+  });
+
+  it('invoke() calls a function directly with a real InvocationContext', async () => {
+    await host!.invoke('work', { direct: true }, { dequeueCount: 9, id: 'direct-1' });
+    expect(records.queue.at(-1)).toEqual({
+      input: { direct: true },
+      dequeueCount: 9,
+      id: 'direct-1',
+      functionName: 'work',
+    });
+    await expect(host!.invoke('work', { fail: true })).rejects.toThrow('message asked to fail');
+  });
+
+  it('refuses a second host while one runs', async () => {
+    await expect(LocalHost.start({ modules: [], settings: {}, hostJsonPath, httpPort: 0 })).rejects.toThrow(
+      /already running/,
+    );
+  });
+
+  it('stops cleanly: HTTP closed, settings restored, no timers left', async () => {
+    const url = host!.httpUrl;
+    expect([...hostHandles.values()].some((h) => h.startsWith('Timeout'))).toBe(true);
+    await host!.stop();
+    host = undefined;
+    await expect(fetch(`${url}/api/items/1`, { method: 'POST', body: '{}' })).rejects.toThrow();
+    expect(process.env.WORK_QUEUE).toBeUndefined();
+    await new Promise((r) => setImmediate(r));
+    expect([...hostHandles.values()]).toEqual([]);
+  });
+
+  it('fires a scheduled timer on its NCRONTAB schedule, never after stop()', async () => {
+    const before = records.timer.length;
+    const scheduled = await LocalHost.start({
+      modules: [appModule],
+      settings: { ...settings(), TICK_SCHEDULE: '*/1 * * * * *' },
+      hostJsonPath,
+      httpPort: 0,
+      queuePollIntervalMs: 50,
+      log: (level, line) => logs.push(`${level} ${line}`),
+    });
+    try {
+      expect(scheduled.functions.find((f) => f.name === 'tick')?.binding.schedule).toBe('*/1 * * * * *');
+      await until(() => records.timer.length >= before + 2, 5_000);
+      const ticks = records.timer.slice(before);
+      expect(ticks[1]!.at - ticks[0]!.at).toBeGreaterThanOrEqual(500);
+    } finally {
+      await scheduled.stop();
+    }
+    const afterStop = records.timer.length;
+    await new Promise((r) => setTimeout(r, 1_200));
+    expect(records.timer.length).toBe(afterStop);
+  });
+
+  it('fails start() clearly when a Service Bus trigger has no connection setting', async () => {
+    await expect(
+      LocalHost.start({
+        modules: [path.join(fixtures, 'servicebus-function.ts')],
+        settings: {},
+        hostJsonPath,
+        httpPort: 0,
+        enableTimers: false,
+        log: () => undefined,
+      }),
+    ).rejects.toThrow(/HostAppServiceBus/);
+    // start() cleaned up after itself: another host may start.
+    const next = await LocalHost.start({
+      modules: [],
+      settings: {},
+      hostJsonPath,
+      httpPort: 0,
+      log: () => undefined,
+    });
+    await next.stop();
+  });
+});

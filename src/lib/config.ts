@@ -33,10 +33,15 @@ const list = z
   )
   .pipe(z.array(z.string()).min(1, 'must name at least one value'));
 
-const tableName = z.string().regex(/^[A-Za-z][A-Za-z0-9]{2,62}$/, 'must be 3-63 letters/digits, starting with a letter');
+const tableName = z
+  .string()
+  .regex(/^[A-Za-z][A-Za-z0-9]{2,62}$/, 'must be 3-63 letters/digits, starting with a letter');
 const queueName = z
   .string()
-  .regex(/^[a-z0-9](?!.*--)[a-z0-9-]{1,61}[a-z0-9]$/, 'must be 3-63 lower-case letters, digits or single hyphens');
+  .regex(
+    /^[a-z0-9](?!.*--)[a-z0-9-]{1,61}[a-z0-9]$/,
+    'must be 3-63 lower-case letters, digits or single hyphens',
+  );
 const containerName = queueName;
 const httpUrl = z.url({ protocol: /^https?$/, error: 'must be an http(s) URL' });
 
@@ -149,7 +154,8 @@ export const settings = [
   // State storage
   {
     name: 'AzureWebJobsStorage',
-    description: 'Storage connection string (tables, queues, blob cursor); or set AzureWebJobsStorage__accountName.',
+    description:
+      'Storage connection string (tables, queues, blob cursor); or set AzureWebJobsStorage__accountName.',
     secret: true,
     schema: z.string().min(1),
   },
@@ -216,7 +222,8 @@ export const settings = [
   },
   {
     name: 'ServiceBusConnection',
-    description: 'Service Bus connection string (TRANSPORT=servicebus); or set ServiceBusConnection__fullyQualifiedNamespace.',
+    description:
+      'Service Bus connection string (TRANSPORT=servicebus); or set ServiceBusConnection__fullyQualifiedNamespace.',
     secret: true,
     schema: z.string().min(1),
   },
@@ -242,7 +249,8 @@ export const settings = [
 
 export type SettingName = (typeof settings)[number]['name'];
 
-export type StorageAccess = { kind: 'connectionString'; connectionString: string } | { kind: 'identity'; accountName: string };
+export type StorageAccess =
+  { kind: 'connectionString'; connectionString: string } | { kind: 'identity'; accountName: string };
 export type ServiceBusAccess =
   | { kind: 'connectionString'; connectionString: string }
   | { kind: 'identity'; fullyQualifiedNamespace: string };
@@ -320,7 +328,8 @@ export function loadConfig(env: Env = process.env): Config {
   const v = <T>(name: SettingName) => values.get(name) as T;
 
   let storage: StorageAccess | undefined;
-  if (v<string>('AzureWebJobsStorage')) storage = { kind: 'connectionString', connectionString: v('AzureWebJobsStorage') };
+  if (v<string>('AzureWebJobsStorage'))
+    storage = { kind: 'connectionString', connectionString: v('AzureWebJobsStorage') };
   else if (v<string>('AzureWebJobsStorage__accountName'))
     storage = { kind: 'identity', accountName: v('AzureWebJobsStorage__accountName') };
   else if (!problems.some((p) => p.startsWith('AzureWebJobsStorage')))
@@ -332,8 +341,15 @@ export function loadConfig(env: Env = process.env): Config {
   if (v<string>('ServiceBusConnection'))
     serviceBus = { kind: 'connectionString', connectionString: v('ServiceBusConnection') };
   else if (v<string>('ServiceBusConnection__fullyQualifiedNamespace'))
-    serviceBus = { kind: 'identity', fullyQualifiedNamespace: v('ServiceBusConnection__fullyQualifiedNamespace') };
-  if (v('TRANSPORT') === 'servicebus' && !serviceBus && !problems.some((p) => p.startsWith('ServiceBusConnection')))
+    serviceBus = {
+      kind: 'identity',
+      fullyQualifiedNamespace: v('ServiceBusConnection__fullyQualifiedNamespace'),
+    };
+  if (
+    v('TRANSPORT') === 'servicebus' &&
+    !serviceBus &&
+    !problems.some((p) => p.startsWith('ServiceBusConnection'))
+  )
     problems.push(
       'ServiceBusConnection is missing: TRANSPORT=servicebus needs a Service Bus connection string, or ServiceBusConnection__fullyQualifiedNamespace for managed identity (or set TRANSPORT=storagequeue)',
     );
@@ -391,6 +407,9 @@ export function registrationSettings(env: Env = process.env): { transport: 'serv
   const def = settings.find((s) => s.name === 'TRANSPORT')!;
   const raw = env.TRANSPORT || def.default;
   const parsed = def.schema.safeParse(raw);
-  if (!parsed.success) throw new ConfigError([`TRANSPORT is invalid (got ${JSON.stringify(raw)}): must be servicebus or storagequeue`]);
+  if (!parsed.success)
+    throw new ConfigError([
+      `TRANSPORT is invalid (got ${JSON.stringify(raw)}): must be servicebus or storagequeue`,
+    ]);
   return { transport: parsed.data };
 }

@@ -42,11 +42,15 @@ export function createCursorStore(config: Config): CursorStore {
   const c = config.cursor;
   const path = [c.directory.replace(/^\/+|\/+$/g, ''), c.fileName].filter(Boolean).join('/');
   if (c.store === 'blob') {
-    const access = c.connectionString ? { kind: 'connectionString' as const, connectionString: c.connectionString } : config.storage;
+    const access = c.connectionString
+      ? { kind: 'connectionString' as const, connectionString: c.connectionString }
+      : config.storage;
     return new BlobCursorStore(blobServiceClient(access).getContainerClient(c.shareName), path);
   }
   return fileShareCursorStore({
-    connectionString: c.connectionString ?? (config.storage.kind === 'connectionString' ? config.storage.connectionString : undefined),
+    connectionString:
+      c.connectionString ??
+      (config.storage.kind === 'connectionString' ? config.storage.connectionString : undefined),
     accountName: config.storage.kind === 'identity' ? config.storage.accountName : undefined,
     shareName: c.shareName,
     directory: c.directory,
@@ -60,7 +64,8 @@ export function createTransport(config: Config): Transport {
   if (t.kind === 'servicebus') {
     if (!t.serviceBus) throw new Error('TRANSPORT=servicebus needs ServiceBusConnection');
     // Loaded on demand: a storage-queue deployment never loads the AMQP stack.
-    const { ServiceBusTransport } = require('./transport/servicebus-transport') as typeof import('./transport/servicebus-transport');
+    const { ServiceBusTransport } =
+      require('./transport/servicebus-transport') as typeof import('./transport/servicebus-transport');
     return new ServiceBusTransport({ access: t.serviceBus, queues });
   }
   return new StorageQueueTransport(queueServiceClient(config.storage), queues);
@@ -73,7 +78,8 @@ export function createServices(config: Config, o: ServiceOverrides = {}): Servic
   const ctx: SyncContext = {
     settings: {
       ...config.sync,
-      maxMessageBytes: config.transport.kind === 'servicebus' ? SERVICE_BUS_MAX_JSON_BYTES : STORAGE_QUEUE_MAX_JSON_BYTES,
+      maxMessageBytes:
+        config.transport.kind === 'servicebus' ? SERVICE_BUS_MAX_JSON_BYTES : STORAGE_QUEUE_MAX_JSON_BYTES,
     },
     view:
       o.view ??
@@ -89,7 +95,11 @@ export function createServices(config: Config, o: ServiceOverrides = {}): Servic
     transport,
     target,
     ledger: new Ledger(tableClient(config.storage, `${config.tablePrefix}state`), config.sync.viewName),
-    quarantine: new Quarantine(tableClient(config.storage, `${config.tablePrefix}quarantine`), config.sync.viewName, now),
+    quarantine: new Quarantine(
+      tableClient(config.storage, `${config.tablePrefix}quarantine`),
+      config.sync.viewName,
+      now,
+    ),
     faults: o.faults ?? noFaults,
     now,
     instanceId: o.instanceId ?? randomUUID(),

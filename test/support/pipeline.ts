@@ -8,11 +8,22 @@ import { randomBytes } from 'node:crypto';
 import { loadConfig, type Config } from '../../src/lib/config';
 import type { FaultPoint, Faults } from '../../src/lib/faults';
 import type { Log } from '../../src/lib/log';
-import { createCursorStore, createServices, ensureInfrastructure, type Services } from '../../src/lib/services';
+import {
+  createCursorStore,
+  createServices,
+  ensureInfrastructure,
+  type Services,
+} from '../../src/lib/services';
 import { applyRecordsMessage } from '../../src/lib/sync/applier';
 import { handleControlMessage } from '../../src/lib/sync/completer';
 import { plan, type PlanOutcome } from '../../src/lib/sync/planner';
-import type { ApplyOutcome, CompareAndSetResult, CursorStore, TargetRecord, TargetSystem } from '../../src/lib/sync/ports';
+import type {
+  ApplyOutcome,
+  CompareAndSetResult,
+  CursorStore,
+  TargetRecord,
+  TargetSystem,
+} from '../../src/lib/sync/ports';
 import { TableTarget } from '../../src/lib/targets/table-target';
 import { tableClient } from '../../src/lib/storage/clients';
 import { StorageQueueDriver } from '../../src/local/host/storage-queue-driver';
@@ -84,6 +95,8 @@ export class Pipeline {
   /** Invariant violations seen while running (cursor passing an unapplied record...). */
   readonly violations: string[] = [];
   private readonly drivers: StorageQueueDriver[];
+  /** Added to Date.now() for the pipeline's clock (to expire a crashed planner's lease). */
+  clockOffsetMs = 0;
   private readonly tableTarget: TableTarget;
 
   constructor(private readonly o: PipelineOptions) {
@@ -110,10 +123,20 @@ export class Pipeline {
     this.tableTarget = new TableTarget(tableClient(this.config.storage, this.config.target.tableName));
     const inner = o.wrapTarget ? o.wrapTarget(this.tableTarget) : this.tableTarget;
     this.target = new RecordingTarget(inner);
-    this.cursor = new RecordingCursor(createCursorStore(this.config), (from, to) => this.checkCursorWrite(from, to));
-    this.services = createServices(this.config, { target: this.target, faults: o.faults, cursor: this.cursor });
+    this.cursor = new RecordingCursor(createCursorStore(this.config), (from, to) =>
+      this.checkCursorWrite(from, to),
+    );
+    this.services = createServices(this.config, {
+      target: this.target,
+      faults: o.faults,
+      cursor: this.cursor,
+      now: () => Date.now() + this.clockOffsetMs,
+    });
     const ctx = this.services.ctx;
-    const driver = (queueName: string, invoke: (body: unknown, meta: Record<string, unknown>) => Promise<unknown>) =>
+    const driver = (
+      queueName: string,
+      invoke: (body: unknown, meta: Record<string, unknown>) => Promise<unknown>,
+    ) =>
       new StorageQueueDriver({
         connectionString: o.azuriteConnectionString,
         queueName,
@@ -152,6 +175,11 @@ export class Pipeline {
     await this.services.close();
   }
 
+  /** Moves the clock past the planner lease, as time passing after a planner died. */
+  expireLease(): void {
+    this.clockOffsetMs += (this.config.sync.planLeaseSeconds + 1) * 1000;
+  }
+
   /** A timer tick. */
   tick(): Promise<PlanOutcome> {
     return plan(this.ctx, quietLog);
@@ -184,6 +212,9 @@ export class Pipeline {
       }
       await this.settle();
       if (outcome?.kind === 'blocked') return { ticks, errors };
+      // A planner that died holds its lease until it expires: let that time pass.
+      if (outcome?.kind === 'busy' || (outcome?.kind === 'in-flight' && outcome.state === 'dispatching'))
+        this.expireLease();
       if (outcome?.kind === 'empty') {
         const state = await this.ctx.ledger.getViewState();
         if (!state.currentBatchId) return { ticks, errors };
@@ -210,8 +241,10 @@ export class Pipeline {
       const t = target.get(key);
       const deleted = s.fields.State === 'Deleted';
       if (!t) diffs.push(`${key}: missing in target`);
-      else if (t.version !== s.lastSubmissionId) diffs.push(`${key}: target v${t.version}, source v${s.lastSubmissionId}`);
-      else if (t.deleted !== deleted) diffs.push(`${key}: deleted ${t.deleted}, source state ${String(s.fields.State)}`);
+      else if (t.version !== s.lastSubmissionId)
+        diffs.push(`${key}: target v${t.version}, source v${s.lastSubmissionId}`);
+      else if (t.deleted !== deleted)
+        diffs.push(`${key}: deleted ${t.deleted}, source state ${String(s.fields.State)}`);
     }
     for (const k of target.keys()) if (!seen.has(k)) diffs.push(`${k}: in target only`);
     return diffs;
@@ -224,7 +257,9 @@ export class Pipeline {
     if (prev && to < prev.to) this.violations.push(`cursor went back from ${prev.to} to ${to}`);
     const target = await this.targetRecords();
     const quarantined = new Set(
-      (await this.ctx.quarantine.list()).map((q) => `leads|${q.recordId}|${q.kind === 'malformed' ? '*' : q.version}`),
+      (await this.ctx.quarantine.list()).map(
+        (q) => `leads|${q.recordId}|${q.kind === 'malformed' ? '*' : q.version}`,
+      ),
     );
     for (const s of this.o.sim.snapshot()) {
       if (s.lastSubmissionId > to) continue;
@@ -232,7 +267,9 @@ export class Pipeline {
       const t = target.get(key);
       const isQuarantined = quarantined.has(`${key}|${s.lastSubmissionId}`) || quarantined.has(`${key}|*`);
       if ((!t || t.version < s.lastSubmissionId) && !isQuarantined)
-        this.violations.push(`cursor ${to} passed ${key} v${s.lastSubmissionId} (target has ${t?.version ?? 'nothing'})`);
+        this.violations.push(
+          `cursor ${to} passed ${key} v${s.lastSubmissionId} (target has ${t?.version ?? 'nothing'})`,
+        );
     }
   }
 }

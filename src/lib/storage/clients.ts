@@ -14,22 +14,29 @@ export function azureCredential(): TokenCredential {
   return credential;
 }
 
-const isHttp = (cs: string) => /DefaultEndpointsProtocol=http(;|$)/i.test(cs) || /Endpoint=http:\/\//i.test(cs);
+const isHttp = (cs: string) =>
+  /DefaultEndpointsProtocol=http(;|$)/i.test(cs) || /Endpoint=http:\/\//i.test(cs);
 
 export function tableClient(access: StorageAccess, tableName: string): TableClient {
   if (access.kind === 'connectionString')
     return TableClient.fromConnectionString(access.connectionString, tableName, {
       allowInsecureConnection: isHttp(access.connectionString),
     });
-  return new TableClient(`https://${access.accountName}.table.core.windows.net`, tableName, azureCredential());
+  return new TableClient(
+    `https://${access.accountName}.table.core.windows.net`,
+    tableName,
+    azureCredential(),
+  );
 }
 
 export function blobServiceClient(access: StorageAccess): BlobServiceClient {
-  if (access.kind === 'connectionString') return BlobServiceClient.fromConnectionString(access.connectionString);
+  if (access.kind === 'connectionString')
+    return BlobServiceClient.fromConnectionString(access.connectionString);
   return new BlobServiceClient(`https://${access.accountName}.blob.core.windows.net`, azureCredential());
 }
 
 export function queueServiceClient(access: StorageAccess): QueueServiceClient {
-  if (access.kind === 'connectionString') return QueueServiceClient.fromConnectionString(access.connectionString);
+  if (access.kind === 'connectionString')
+    return QueueServiceClient.fromConnectionString(access.connectionString);
   return new QueueServiceClient(`https://${access.accountName}.queue.core.windows.net`, azureCredential());
 }

@@ -25,7 +25,10 @@ export function textFromProperties(prefix: string, entity: Record<string, unknow
 
 /** Row and partition keys may not contain / \ # ? or control characters. */
 export function escapeKey(key: string): string {
-  return key.replace(/[/\\#?%\u0000-\u001f\u007f-\u009f]/g, (c) => `%${c.charCodeAt(0).toString(16).padStart(2, '0')}`);
+  return key.replace(
+    /[/\\#?%\u0000-\u001f\u007f-\u009f]/g,
+    (c) => `%${c.charCodeAt(0).toString(16).padStart(2, '0')}`,
+  );
 }
 export function unescapeKey(key: string): string {
   return key.replace(/%([0-9a-f]{2})/g, (_, h: string) => String.fromCharCode(parseInt(h, 16)));

@@ -85,7 +85,10 @@ export async function applyRecordsMessage(
     } catch (e) {
       if (isSimulatedCrash(e)) throw e;
       if (!isolate && !(e instanceof PermanentError)) throw e;
-      failed.push({ record: r, error: delivery.poisonReason ? `${delivery.poisonReason}; ${errorText(e)}` : errorText(e) });
+      failed.push({
+        record: r,
+        error: delivery.poisonReason ? `${delivery.poisonReason}; ${errorText(e)}` : errorText(e),
+      });
     }
   }
 
@@ -111,7 +114,11 @@ export async function applyRecordsMessage(
   }
 
   if (failed.length > 0 && policy === 'block') {
-    await blockBatch(ctx, msg.batchId, `record ${failed[0]!.record.id} v${failed[0]!.record.v}: ${failed[0]!.error}`);
+    await blockBatch(
+      ctx,
+      msg.batchId,
+      `record ${failed[0]!.record.id} v${failed[0]!.record.v}: ${failed[0]!.error}`,
+    );
     return { kind: 'blocked', batchId: msg.batchId, chunk: msg.chunk, failed: failed.length };
   }
 

@@ -12,7 +12,14 @@ import { plan, type PlanOutcome } from './planner';
 import { controlMessageSchema, decodeBody, describeIssues } from './messages';
 
 export type CompleteOutcome =
-  | { kind: 'completed'; batchId: string; from: string | null; to: string; records: number; repolled: boolean }
+  | {
+      kind: 'completed';
+      batchId: string;
+      from: string | null;
+      to: string;
+      records: number;
+      repolled: boolean;
+    }
   | { kind: 'noop'; batchId: string; reason: string };
 
 export class CursorConflictError extends Error {
@@ -54,7 +61,9 @@ async function finish(ctx: SyncContext, m: Manifest, log: Log): Promise<Complete
   await ctx.faults.at('complete.close', m.batchId);
   let closed = m;
   if (m.state !== 'completed') {
-    const next = await ctx.ledger.transition(m, 'completed', { completedAt: new Date(ctx.now()).toISOString() });
+    const next = await ctx.ledger.transition(m, 'completed', {
+      completedAt: new Date(ctx.now()).toISOString(),
+    });
     if (!next) return { kind: 'noop', batchId: m.batchId, reason: 'completed concurrently' };
     closed = next;
   }
@@ -99,7 +108,11 @@ async function finish(ctx: SyncContext, m: Manifest, log: Log): Promise<Complete
 export type ControlOutcome = CompleteOutcome | PlanOutcome | { kind: 'invalid'; error: string };
 
 /** Handles one control-queue message: `batch-drained` completes, `poll` plans. */
-export async function handleControlMessage(ctx: SyncContext, input: unknown, log: Log): Promise<ControlOutcome> {
+export async function handleControlMessage(
+  ctx: SyncContext,
+  input: unknown,
+  log: Log,
+): Promise<ControlOutcome> {
   const parsed = controlMessageSchema.safeParse(decodeBody(input));
   if (!parsed.success) {
     const error = `not a control message: ${describeIssues(parsed.error)}`;

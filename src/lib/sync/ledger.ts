@@ -144,9 +144,13 @@ export class Ledger {
    */
   async tryUpdateViewState(state: ViewState, change: Row): Promise<ViewState | undefined> {
     try {
-      await this.table.updateEntity({ partitionKey: viewPk(this.view), rowKey: 'state', ...change }, 'Merge', {
-        etag: state.etag,
-      });
+      await this.table.updateEntity(
+        { partitionKey: viewPk(this.view), rowKey: 'state', ...change },
+        'Merge',
+        {
+          etag: state.etag,
+        },
+      );
     } catch (e) {
       if (statusOf(e) === 412) return undefined;
       throw e;
@@ -229,7 +233,12 @@ export class Ledger {
           ['create', { partitionKey: pk, rowKey: markerRk(chunk), quarantined }],
           [
             'update',
-            { partitionKey: pk, rowKey: 'manifest', done: m.done + 1, quarantined: m.quarantined + quarantined },
+            {
+              partitionKey: pk,
+              rowKey: 'manifest',
+              done: m.done + 1,
+              quarantined: m.quarantined + quarantined,
+            },
             'Merge',
             { etag: m.etag },
           ],
@@ -240,8 +249,9 @@ export class Ledger {
         if (status === 412 && attempt < 200) continue;
         throw e;
       }
-      const after = (await this.getManifest(batchId))!;
-      return { counted: true, manifest: after, drained: m.done + 1 === m.messageCount };
+      // The transaction succeeded against m's ETag, so the counters are exactly m's plus ours.
+      const after = { ...m, done: m.done + 1, quarantined: m.quarantined + quarantined };
+      return { counted: true, manifest: after, drained: after.done === m.messageCount };
     }
   }
 
@@ -250,7 +260,10 @@ export class Ledger {
     let n = 0;
     const pk = batchPk(this.view, batchId);
     for await (const _ of this.table.listEntities({
-      queryOptions: { filter: `PartitionKey eq '${pk}' and RowKey ge 'msg|' and RowKey lt 'msg}'`, select: ['RowKey'] },
+      queryOptions: {
+        filter: `PartitionKey eq '${pk}' and RowKey ge 'msg|' and RowKey lt 'msg}'`,
+        select: ['RowKey'],
+      },
     }))
       n++;
     return n;
@@ -258,7 +271,9 @@ export class Ledger {
 
   async isMarked(batchId: string, chunk: number): Promise<boolean> {
     try {
-      await this.table.getEntity(batchPk(this.view, batchId), markerRk(chunk), { queryOptions: { select: ['RowKey'] } });
+      await this.table.getEntity(batchPk(this.view, batchId), markerRk(chunk), {
+        queryOptions: { select: ['RowKey'] },
+      });
       return true;
     } catch (e) {
       if (statusOf(e) === 404) return false;

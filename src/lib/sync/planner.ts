@@ -24,7 +24,15 @@ import type { OutgoingMessage } from './ports';
 
 export type PlanOutcome =
   | { kind: 'empty'; cursor: string | null }
-  | { kind: 'planned'; batchId: string; from: string | null; to: string; records: number; messages: number; full: boolean }
+  | {
+      kind: 'planned';
+      batchId: string;
+      from: string | null;
+      to: string;
+      records: number;
+      messages: number;
+      full: boolean;
+    }
   | { kind: 'in-flight'; batchId: string; state: string; done: number; messages: number }
   | { kind: 'repaired-drain'; batchId: string }
   | { kind: 'busy'; leaseOwner?: string }
@@ -35,7 +43,10 @@ export function newBatchId(now: number): string {
   return `${now.toString(36).padStart(9, '0')}-${randomBytes(4).toString('hex')}`;
 }
 
-export function wireRecord(ctx: SyncContext, r: { recordId: string; version: bigint; data: Record<string, unknown> }): WireRecord {
+export function wireRecord(
+  ctx: SyncContext,
+  r: { recordId: string; version: bigint; data: Record<string, unknown> },
+): WireRecord {
   const state = stateOf(r.data, ctx.settings.stateField);
   return {
     id: r.recordId,
@@ -97,7 +108,9 @@ export async function plan(ctx: SyncContext, log: Log): Promise<PlanOutcome> {
   } catch (e) {
     // A process that dies keeps its lease until it expires: so must a simulated crash.
     if (!isSimulatedCrash(e))
-      await releaseLease(ctx).catch((err) => log.warn('could not release the planner lease', { error: errorText(err) }));
+      await releaseLease(ctx).catch((err) =>
+        log.warn('could not release the planner lease', { error: errorText(err) }),
+      );
     throw e;
   }
   await releaseLease(ctx);
@@ -119,18 +132,26 @@ async function inspectBatchInFlight(
 ): Promise<PlanOutcome | undefined> {
   const m = await ctx.ledger.getManifest(batchId);
   if (!m || m.state === 'completed' || m.state === 'abandoned') {
-    await ctx.ledger.updateViewState((s) => (s.currentBatchId === batchId ? { currentBatchId: '' } : undefined));
+    await ctx.ledger.updateViewState((s) =>
+      s.currentBatchId === batchId ? { currentBatchId: '' } : undefined,
+    );
     return undefined;
   }
-  if (m.state === 'blocked') return { kind: 'blocked', reason: `batch ${batchId} is blocked by a poison record` };
+  if (m.state === 'blocked')
+    return { kind: 'blocked', reason: `batch ${batchId} is blocked by a poison record` };
   if (m.state === 'dispatching') {
     if (leaseHeldByOther(state, ctx))
       return { kind: 'in-flight', batchId, state: m.state, done: m.done, messages: m.messageCount };
     // The planner that dispatched it is gone (lease expired): abandon and re-plan.
     const abandoned = await ctx.ledger.transition(m, 'abandoned');
-    if (!abandoned) return { kind: 'in-flight', batchId, state: 'changing', done: m.done, messages: m.messageCount };
-    log.warn('abandoned a batch whose dispatch was interrupted; re-planning from the same cursor', { batchId });
-    await ctx.ledger.updateViewState((s) => (s.currentBatchId === batchId ? { currentBatchId: '' } : undefined));
+    if (!abandoned)
+      return { kind: 'in-flight', batchId, state: 'changing', done: m.done, messages: m.messageCount };
+    log.warn('abandoned a batch whose dispatch was interrupted; re-planning from the same cursor', {
+      batchId,
+    });
+    await ctx.ledger.updateViewState((s) =>
+      s.currentBatchId === batchId ? { currentBatchId: '' } : undefined,
+    );
     return undefined;
   }
   // dispatched or completing
@@ -157,7 +178,8 @@ export async function sendDrained(ctx: SyncContext, m: Pick<Manifest, 'batchId'>
 function identityOf(raw: string): { recordId?: string; version?: string } {
   try {
     const o = JSON.parse(raw) as Record<string, unknown>;
-    const recordId = typeof o.RecordID === 'string' || typeof o.RecordID === 'number' ? String(o.RecordID) : undefined;
+    const recordId =
+      typeof o.RecordID === 'string' || typeof o.RecordID === 'number' ? String(o.RecordID) : undefined;
     const v = String(o.lastSubmissionId ?? '');
     return { recordId, version: /^\d+$/.test(v) ? v : undefined };
   } catch {
@@ -169,7 +191,11 @@ async function planNewBatch(ctx: SyncContext, log: Log): Promise<PlanOutcome> {
   const { settings } = ctx;
   const from = await ctx.cursor.read();
   const queryFrom =
-    from === undefined ? undefined : from > BigInt(settings.lookback) ? from - BigInt(settings.lookback) : undefined;
+    from === undefined
+      ? undefined
+      : from > BigInt(settings.lookback)
+        ? from - BigInt(settings.lookback)
+        : undefined;
   await ctx.faults.at('plan.viewQuery');
   const kept: WireRecord[] = [];
   let newRecords = 0;
@@ -268,9 +294,15 @@ async function planNewBatch(ctx: SyncContext, log: Log): Promise<PlanOutcome> {
   await ctx.faults.at('plan.dispatched');
   // Conditional: if the batch already drained and completed, its state must stay completed.
   const latest = await ctx.ledger.getManifest(batchId);
-  if (latest?.state === 'dispatching') await ctx.ledger.transition(latest, 'dispatched', { dispatchedAt: new Date(ctx.now()).toISOString() });
+  if (latest?.state === 'dispatching')
+    await ctx.ledger.transition(latest, 'dispatched', { dispatchedAt: new Date(ctx.now()).toISOString() });
 
-  log.info('planned a batch', { batchId, from: from?.toString() ?? null, to: to.toString(), records: sendable.length });
+  log.info('planned a batch', {
+    batchId,
+    from: from?.toString() ?? null,
+    to: to.toString(),
+    records: sendable.length,
+  });
   return {
     kind: 'planned',
     batchId,

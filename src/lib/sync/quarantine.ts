@@ -5,7 +5,13 @@
  */
 import { createHash } from 'node:crypto';
 import type { TableClient } from '@azure/data-tables';
-import { ensureTable, escapeKey, statusOf, textFromProperties, textToProperties } from '../storage/table-helpers';
+import {
+  ensureTable,
+  escapeKey,
+  statusOf,
+  textFromProperties,
+  textToProperties,
+} from '../storage/table-helpers';
 
 export type QuarantineKind =
   /** A record the target refused or kept failing on. */

@@ -55,7 +55,9 @@ export class TableTarget implements TargetSystem, TargetReader {
       let current: { version: string; etag: string } | undefined;
       if (!tryCreate) {
         try {
-          const e = await this.table.getEntity<{ version: string }>(pk, rk, { queryOptions: { select: ['version'] } });
+          const e = await this.table.getEntity<{ version: string }>(pk, rk, {
+            queryOptions: { select: ['version'] },
+          });
           current = { version: e.version, etag: e.etag };
         } catch (e) {
           if (statusOf(e) !== 404) throw e;
@@ -70,7 +72,8 @@ export class TableTarget implements TargetSystem, TargetReader {
         const status = statusOf(e);
         tryCreate = false;
         if (status === 409 || status === 412) continue; // exists, or lost a race: decide again
-        if (status === 400 || status === 413) throw new PermanentError(`target refused ${record.key}: ${status}`);
+        if (status === 400 || status === 413)
+          throw new PermanentError(`target refused ${record.key}: ${status}`);
         throw e;
       }
     }

@@ -3,7 +3,8 @@ import { getServices } from '../lib/services';
 import { applyRecordsMessage } from '../lib/sync/applier';
 import { contextLog, registerQueueFunction } from './shared/invocation';
 
-registerQueueFunction('applyRecords', 'SYNC_RECORDS_QUEUE', 'main', async (body, delivery, context) => {
+registerQueueFunction('applyRecords', 'records', 'main', async (body, delivery, context) => {
   const report = await applyRecordsMessage(getServices().ctx, body, delivery, contextLog(context));
-  if (report.kind !== 'applied' || report.quarantined > 0) contextLog(context).warn('records message', report);
+  if (report.kind !== 'applied' || report.quarantined > 0)
+    contextLog(context).warn('records message', report);
 });

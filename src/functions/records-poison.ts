@@ -8,7 +8,7 @@ import { getServices } from '../lib/services';
 import { applyRecordsMessage } from '../lib/sync/applier';
 import { contextLog, registerQueueFunction } from './shared/invocation';
 
-registerQueueFunction('recordsPoison', 'SYNC_RECORDS_QUEUE', 'poison', async (body, delivery, context) => {
+registerQueueFunction('recordsPoison', 'records', 'poison', async (body, delivery, context) => {
   const report = await applyRecordsMessage(
     getServices().ctx,
     body,

@@ -3,7 +3,7 @@ import { getServices } from '../lib/services';
 import { handleControlMessage } from '../lib/sync/completer';
 import { contextLog, registerQueueFunction } from './shared/invocation';
 
-registerQueueFunction('syncControl', 'SYNC_CONTROL_QUEUE', 'main', async (body, _delivery, context) => {
+registerQueueFunction('syncControl', 'control', 'main', async (body, _delivery, context) => {
   const outcome = await handleControlMessage(getServices().ctx, body, contextLog(context));
   contextLog(context).info('control message', outcome);
 });

@@ -1,12 +1,13 @@
 /** Timer: plans the next batch of the view (or reports / repairs the batch in flight). */
 import { app } from '@azure/functions';
+import { registrationSettings } from '../lib/config';
 import { errorText } from '../lib/log';
 import { getServices } from '../lib/services';
 import { plan } from '../lib/sync/planner';
 import { contextLog } from './shared/invocation';
 
 app.timer('syncTimer', {
-  schedule: '%SYNC_SCHEDULE%',
+  schedule: registrationSettings().schedule,
   handler: async (_timer, context) => {
     const { ctx } = getServices();
     const log = contextLog(context);

@@ -400,16 +400,36 @@ export function loadConfig(env: Env = process.env): Config {
 }
 
 /**
- * The few settings function registration needs at load time (before the full configuration is
- * validated on first use): which transport the queue triggers bind to.
+ * The settings function registration needs at load time (before the full configuration is
+ * validated on first use): the transport, queue names and timer schedule, defaults applied.
+ * Bindings get literal values rather than `%NAME%` placeholders, because the Functions host
+ * cannot resolve a placeholder whose app setting is unset, and these settings have defaults.
  */
-export function registrationSettings(env: Env = process.env): { transport: 'servicebus' | 'storagequeue' } {
-  const def = settings.find((s) => s.name === 'TRANSPORT')!;
-  const raw = env.TRANSPORT || def.default;
-  const parsed = def.schema.safeParse(raw);
-  if (!parsed.success)
-    throw new ConfigError([
-      `TRANSPORT is invalid (got ${JSON.stringify(raw)}): must be servicebus or storagequeue`,
-    ]);
-  return { transport: parsed.data };
+export interface RegistrationSettings {
+  transport: 'servicebus' | 'storagequeue';
+  schedule: string;
+  recordsQueue: string;
+  controlQueue: string;
+}
+
+export function registrationSettings(env: Env = process.env): RegistrationSettings {
+  const problems: string[] = [];
+  const read = (name: SettingName): string => {
+    const def = (settings as readonly SettingDefinition[]).find((s) => s.name === name)!;
+    const raw = env[name] || def.default;
+    const parsed = def.schema.safeParse(raw);
+    if (parsed.success) return parsed.data as string;
+    problems.push(
+      `${name} is invalid (got ${JSON.stringify(raw)}): ${parsed.error.issues.map((i) => i.message).join('; ')}`,
+    );
+    return '';
+  };
+  const out = {
+    transport: read('TRANSPORT') as RegistrationSettings['transport'],
+    schedule: read('SYNC_SCHEDULE'),
+    recordsQueue: read('SYNC_RECORDS_QUEUE'),
+    controlQueue: read('SYNC_CONTROL_QUEUE'),
+  };
+  if (problems.length) throw new ConfigError(problems);
+  return out;
 }

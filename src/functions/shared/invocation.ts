@@ -18,21 +18,26 @@ export interface QueueDelivery {
   deadLetterReason?: string;
 }
 
-export type QueueHandler = (body: unknown, delivery: QueueDelivery, context: InvocationContext) => Promise<void>;
+export type QueueHandler = (
+  body: unknown,
+  delivery: QueueDelivery,
+  context: InvocationContext,
+) => Promise<void>;
 
 /**
  * Registers a queue-triggered function on the configured transport: a storage queue
  * (`<queue>` / `<queue>-poison`) or a Service Bus queue (`<queue>` / `<queue>/$deadletterqueue`).
- * `queueSetting` is the app setting holding the queue name; the host resolves `%NAME%`.
+ * `queue` picks the records or control queue named by the settings.
  */
 export function registerQueueFunction(
   name: string,
-  queueSetting: string,
+  queueRole: 'records' | 'control',
   source: 'main' | 'poison',
   handler: QueueHandler,
 ): void {
-  const { transport } = registrationSettings();
-  const queue = `%${queueSetting}%`;
+  const r = registrationSettings();
+  const transport = r.transport;
+  const queue = queueRole === 'records' ? r.recordsQueue : r.controlQueue;
   if (transport === 'servicebus') {
     app.serviceBusQueue(name, {
       connection: 'ServiceBusConnection',

@@ -38,6 +38,7 @@ export class TableTarget implements TargetSystem, TargetReader {
   }
 
   async apply(record: TargetRecord): Promise<ApplyOutcome> {
+    await ensureTable(this.table); // once per client
     const { pk, rk } = splitKey(record.key);
     const dataProps = textToProperties('data', JSON.stringify(record.data));
     if (!dataProps) throw new PermanentError(`record ${record.key} is larger than a table entity can hold`);

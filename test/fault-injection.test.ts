@@ -8,11 +8,13 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { SimulatedCrash, type FaultPoint } from '../src/lib/faults';
 import { startAzurite, type AzuriteInstance } from '../src/local/azurite';
+import { adapterSets } from './support/adapters';
 import { FlowfinitySimulator } from '../src/local/flowfinity-simulator';
-import { faultAt, Pipeline } from './support/pipeline';
+import { faultAt, Pipeline, type AzureTestServers } from './support/pipeline';
 
 let azurite: AzuriteInstance;
 const open: { stop(): Promise<void> }[] = [];
+let servers: AzureTestServers | undefined;
 beforeAll(async () => {
   azurite = await startAzurite();
 });
@@ -38,37 +40,49 @@ const cases: { point: FaultPoint; nth?: number }[] = [
   { point: 'complete.poll', nth: 1 },
 ];
 
-describe.each([
-  ['throws', (p: string) => new Error(`injected failure at ${p}`)],
-  ['dies', (p: string) => new SimulatedCrash(p)],
-] as const)('a step that %s', (_mode, make) => {
-  it.each(cases)('at $point (hit $nth) recovers with nothing lost or duplicated', async ({ point, nth }) => {
-    const sim = await FlowfinitySimulator.start({ initialRecords: 40, seed: 3 });
-    open.push(sim);
-    const faults = faultAt(point, () => make(point), { nth: nth ?? 1 });
-    const p = await new Pipeline({
-      azuriteConnectionString: azurite.connectionString,
-      sim,
-      faults,
-      env: { SYNC_MAX_BATCH: '25', SYNC_RECORDS_PER_MESSAGE: '5', SYNC_PLAN_LEASE_SECONDS: '30' },
-    }).start();
-    open.push(p);
+describe.each(adapterSets)('over $name', (adapters) => {
+  beforeAll(async () => {
+    servers = await adapters.start();
+  });
+  afterAll(async () => {
+    await adapters.stop(servers);
+  });
+  describe.each([
+    ['throws', (p: string) => new Error(`injected failure at ${p}`)],
+    ['dies', (p: string) => new SimulatedCrash(p)],
+  ] as const)('a step that %s', (_mode, make) => {
+    it.each(cases)(
+      'at $point (hit $nth) recovers with nothing lost or duplicated',
+      async ({ point, nth }) => {
+        const sim = await FlowfinitySimulator.start({ initialRecords: 40, seed: 3 });
+        open.push(sim);
+        const faults = faultAt(point, () => make(point), { nth: nth ?? 1 });
+        const p = await new Pipeline({
+          azuriteConnectionString: azurite.connectionString,
+          azure: servers,
+          sim,
+          faults,
+          env: { SYNC_MAX_BATCH: '25', SYNC_RECORDS_PER_MESSAGE: '5', SYNC_PLAN_LEASE_SECONDS: '30' },
+        }).start();
+        open.push(p);
 
-    // plan.send hit 2 needs a second send group: 25 records / 5 = 5 messages, one group. Use
-    // a change arriving mid-run instead so that the second batch's send is hit.
-    await p.syncUntilQuiet();
-    sim.update(sim.snapshot()[0]!.RecordID);
-    sim.insert();
-    await p.syncUntilQuiet();
+        // plan.send hit 2 needs a second send group: 25 records / 5 = 5 messages, one group. Use
+        // a change arriving mid-run instead so that the second batch's send is hit.
+        await p.syncUntilQuiet();
+        sim.update(sim.snapshot()[0]!.RecordID);
+        sim.insert();
+        await p.syncUntilQuiet();
 
-    expect(faults.fired).toBe(1);
-    expect(await p.diffWithSource()).toEqual([]);
-    expect(p.target.duplicates()).toEqual([]);
-    expect(p.violations).toEqual([]);
-    const max = sim.snapshot().reduce((m, r) => (r.lastSubmissionId > m ? r.lastSubmissionId : m), 0n);
-    expect(await p.ctx.cursor.read()).toBe(max);
-    const writes = p.cursor.writes.map((w) => w.to);
-    expect([...writes].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0))).toEqual(writes);
-    expect(await p.ctx.quarantine.count()).toBe(0);
+        expect(faults.fired).toBe(1);
+        expect(await p.diffWithSource()).toEqual([]);
+        expect(p.target.duplicates()).toEqual([]);
+        expect(p.violations).toEqual([]);
+        const max = sim.snapshot().reduce((m, r) => (r.lastSubmissionId > m ? r.lastSubmissionId : m), 0n);
+        expect(await p.ctx.cursor.read()).toBe(max);
+        const writes = p.cursor.writes.map((w) => w.to);
+        expect([...writes].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0))).toEqual(writes);
+        expect(await p.ctx.quarantine.count()).toBe(0);
+      },
+    );
   });
 });

@@ -14,11 +14,13 @@ import {
 } from '../src/lib/sync/ports';
 import { healthReport } from '../src/lib/sync/health';
 import { startAzurite, type AzuriteInstance } from '../src/local/azurite';
+import { adapterSets } from './support/adapters';
 import { FlowfinitySimulator } from '../src/local/flowfinity-simulator';
-import { Pipeline, type PipelineOptions } from './support/pipeline';
+import { Pipeline, type AzureTestServers, type PipelineOptions } from './support/pipeline';
 
 let azurite: AzuriteInstance;
 const open: { stop(): Promise<void> }[] = [];
+let servers: AzureTestServers | undefined;
 
 beforeAll(async () => {
   azurite = await startAzurite();
@@ -36,7 +38,11 @@ async function sim(initialRecords: number, seed = 7) {
   return s;
 }
 async function pipeline(o: Omit<PipelineOptions, 'azuriteConnectionString'>) {
-  const p = await new Pipeline({ azuriteConnectionString: azurite.connectionString, ...o }).start();
+  const p = await new Pipeline({
+    azuriteConnectionString: azurite.connectionString,
+    azure: servers,
+    ...o,
+  }).start();
   open.push(p);
   return p;
 }
@@ -46,188 +52,198 @@ async function expectInvariants(p: Pipeline, except?: Set<string>) {
   expect(p.violations).toEqual([]);
 }
 
-describe('view sync', () => {
-  it('syncs every record on the first run, then only changes; deletes become tombstones; an empty run leaves the cursor alone', async () => {
-    const s = await sim(120);
-    const p = await pipeline({ sim: s, env: { SYNC_RECORDS_PER_MESSAGE: '7' } });
-
-    expect(await p.ctx.cursor.read()).toBeUndefined();
-    const first = await p.tick();
-    expect(first).toMatchObject({ kind: 'planned', from: null, records: 120, messages: 18 });
-    expect(s.stats.lastQuery?.has('previouslastsubmissionid')).toBe(false);
-    await p.settle();
-    await expectInvariants(p);
-    const cursor1 = await p.ctx.cursor.read();
-    expect(cursor1).toBe(BigInt(Math.max(...s.snapshot().map((r) => Number(r.lastSubmissionId)))));
-    expect(p.target.writes).toBe(120);
-
-    // Empty: no change in the source → nothing planned, cursor untouched (no write at all).
-    const writesBefore = p.cursor.writes.length;
-    expect(await p.tick()).toEqual({ kind: 'empty', cursor: cursor1!.toString() });
-    expect(s.stats.lastQuery?.get('previouslastsubmissionid')).toBe(cursor1!.toString());
-    expect(p.cursor.writes.length).toBe(writesBefore);
-
-    // Changes: one update, one insert, one delete.
-    const [a, b] = s.snapshot();
-    s.update(a!.RecordID, { Company: 'Changed Inc' });
-    s.insert();
-    s.remove(b!.RecordID);
-    expect(await p.tick()).toMatchObject({ kind: 'planned', records: 3 });
-    await p.settle();
-    await expectInvariants(p);
-    expect(p.target.writes).toBe(123);
-    const target = await p.targetRecords();
-    expect(target.get(`leads|${a!.RecordID}`)?.data.Company).toBe('Changed Inc');
-    const tomb = target.get(`leads|${b!.RecordID}`);
-    expect(tomb?.deleted).toBe(true);
-    expect(tomb?.version).toBe(s.snapshot().find((r) => r.RecordID === b!.RecordID)!.lastSubmissionId);
-
-    const h = await healthReport(p.ctx);
-    expect(h).toMatchObject({ status: 'ok', recordsSynced: 123, batchesCompleted: 2, batch: null });
+describe.each(adapterSets)('over $name', (adapters) => {
+  beforeAll(async () => {
+    servers = await adapters.start();
   });
+  afterAll(async () => {
+    await adapters.stop(servers);
+  });
+  describe('view sync', () => {
+    it('syncs every record on the first run, then only changes; deletes become tombstones; an empty run leaves the cursor alone', async () => {
+      const s = await sim(120);
+      const p = await pipeline({ sim: s, env: { SYNC_RECORDS_PER_MESSAGE: '7' } });
 
-  it('applies every message once when each is delivered twice, and in reverse order', async () => {
-    const s = await sim(60);
-    class DuplicatingReversingTransport implements Transport {
-      constructor(private readonly inner: Transport) {}
-      async send(queue: QueueRole, messages: OutgoingMessage[]) {
-        const reversed = [...messages].reverse();
-        await this.inner.send(queue, [...reversed, ...reversed]);
+      expect(await p.ctx.cursor.read()).toBeUndefined();
+      const first = await p.tick();
+      expect(first).toMatchObject({ kind: 'planned', from: null, records: 120, messages: 18 });
+      expect(s.stats.lastQuery?.has('previouslastsubmissionid')).toBe(false);
+      await p.settle();
+      await expectInvariants(p);
+      const cursor1 = await p.ctx.cursor.read();
+      expect(cursor1).toBe(BigInt(Math.max(...s.snapshot().map((r) => Number(r.lastSubmissionId)))));
+      expect(p.target.writes).toBe(120);
+
+      // Empty: no change in the source → nothing planned, cursor untouched (no write at all).
+      const writesBefore = p.cursor.writes.length;
+      expect(await p.tick()).toEqual({ kind: 'empty', cursor: cursor1!.toString() });
+      expect(s.stats.lastQuery?.get('previouslastsubmissionid')).toBe(cursor1!.toString());
+      expect(p.cursor.writes.length).toBe(writesBefore);
+
+      // Changes: one update, one insert, one delete.
+      const [a, b] = s.snapshot();
+      s.update(a!.RecordID, { Company: 'Changed Inc' });
+      s.insert();
+      s.remove(b!.RecordID);
+      expect(await p.tick()).toMatchObject({ kind: 'planned', records: 3 });
+      await p.settle();
+      await expectInvariants(p);
+      expect(p.target.writes).toBe(123);
+      const target = await p.targetRecords();
+      expect(target.get(`leads|${a!.RecordID}`)?.data.Company).toBe('Changed Inc');
+      const tomb = target.get(`leads|${b!.RecordID}`);
+      expect(tomb?.deleted).toBe(true);
+      expect(tomb?.version).toBe(s.snapshot().find((r) => r.RecordID === b!.RecordID)!.lastSubmissionId);
+
+      const h = await healthReport(p.ctx);
+      expect(h).toMatchObject({ status: 'ok', recordsSynced: 123, batchesCompleted: 2, batch: null });
+    });
+
+    it('applies every message once when each is delivered twice, and in reverse order', async () => {
+      const s = await sim(60);
+      class DuplicatingReversingTransport implements Transport {
+        constructor(private readonly inner: Transport) {}
+        async send(queue: QueueRole, messages: OutgoingMessage[]) {
+          const reversed = [...messages].reverse();
+          await this.inner.send(queue, [...reversed, ...reversed]);
+        }
+        ensureQueues() {
+          return this.inner.ensureQueues!();
+        }
+        close() {
+          return this.inner.close();
+        }
       }
-      ensureQueues() {
-        return this.inner.ensureQueues!();
-      }
-      close() {
-        return this.inner.close();
-      }
-    }
-    const p = await pipeline({ sim: s, env: { SYNC_RECORDS_PER_MESSAGE: '4' } });
-    p.ctx.transport = new DuplicatingReversingTransport(p.ctx.transport);
-    await p.syncUntilQuiet();
-    s.update(s.snapshot()[5]!.RecordID);
-    await p.syncUntilQuiet();
-    await expectInvariants(p);
-    expect(p.target.writes).toBe(61);
-    const state = await p.ctx.ledger.getViewState();
-    expect(state.batchesCompleted).toBe(2);
-  });
-
-  it('never lets an older version overwrite a newer one (out-of-order versions of one record)', async () => {
-    const s = await sim(1);
-    const p = await pipeline({ sim: s });
-    const id = s.snapshot()[0]!.RecordID;
-    const key = `leads|${id}`;
-    expect(await p.target.apply({ key, version: 50n, deleted: false, data: { v: 'new' } })).toBe('applied');
-    expect(await p.target.apply({ key, version: 40n, deleted: false, data: { v: 'old' } })).toBe('skipped');
-    expect(await p.target.apply({ key, version: 50n, deleted: false, data: { v: 'again' } })).toBe('skipped');
-    expect(await p.target.apply({ key, version: 60n, deleted: true, data: { v: 'gone' } })).toBe('applied');
-    expect(await p.target.apply({ key, version: 55n, deleted: false, data: { v: 'resurrect?' } })).toBe(
-      'skipped',
-    );
-    const t = (await p.targetRecords()).get(key)!;
-    expect(t).toMatchObject({ version: 60n, deleted: true, data: { v: 'gone' } });
-  });
-
-  it('retries view 5xx and timeouts; a view that stays down fails the tick and the next tick recovers', async () => {
-    const s = await sim(30);
-    const p = await pipeline({ sim: s });
-    s.faults.failNext(2, 503);
-    expect(await p.tick()).toMatchObject({ kind: 'planned', records: 30 });
-    await p.settle();
-
-    s.insert();
-    s.faults.failNext(10, 500);
-    await expect(p.tick()).rejects.toMatchObject({ name: 'ViewError', kind: 'unavailable' });
-    expect((await p.ctx.ledger.getViewState()).leaseOwner).toBeUndefined();
-    s.faults.failNext(0);
-    s.faults.hangNext(1);
-    await p.syncUntilQuiet();
-    await expectInvariants(p);
-  }, 60_000);
-
-  it('quarantines a malformed view record with its raw JSON and syncs the rest', async () => {
-    const s = await sim(20);
-    const p = await pipeline({ sim: s });
-    s.faults.malformedNext(1);
-    await p.syncUntilQuiet();
-    const q = await p.ctx.quarantine.list();
-    expect(q).toHaveLength(1);
-    expect(q[0]).toMatchObject({ kind: 'malformed' });
-    expect(q[0]!.payload).toContain('RecordID');
-    expect(q[0]!.error).toMatch(/lastSubmissionId/);
-    const bad = JSON.parse(q[0]!.payload) as { RecordID: string };
-    await expectInvariants(p, new Set([`leads|${bad.RecordID}`]));
-    expect((await healthReport(p.ctx)).quarantine.count).toBe(1);
-  });
-});
-
-describe('poison records', () => {
-  const failingFor =
-    (recordId: string, permanent = false) =>
-    (inner: TargetSystem): TargetSystem => ({
-      ensureReady: () => inner.ensureReady?.() ?? Promise.resolve(),
-      apply: async (r) => {
-        if (r.key.endsWith(`|${recordId}`))
-          throw permanent ? new PermanentError('target says 422') : new Error('target timed out');
-        return inner.apply(r);
-      },
+      const p = await pipeline({ sim: s, env: { SYNC_RECORDS_PER_MESSAGE: '4' } });
+      p.ctx.transport = new DuplicatingReversingTransport(p.ctx.transport);
+      await p.syncUntilQuiet();
+      s.update(s.snapshot()[5]!.RecordID);
+      await p.syncUntilQuiet();
+      await expectInvariants(p);
+      expect(p.target.writes).toBe(61);
+      const state = await p.ctx.ledger.getViewState();
+      expect(state.batchesCompleted).toBe(2);
     });
 
-  it('POISON_POLICY=quarantine: the poison record is quarantined after the delivery limit, the rest syncs, the cursor moves on', async () => {
-    const s = await sim(15);
-    const poison = s.snapshot()[3]!;
-    const p = await pipeline({
-      sim: s,
-      wrapTarget: failingFor(poison.RecordID),
-      maxDequeueCount: 3,
-      env: { SYNC_RECORDS_PER_MESSAGE: '5' },
+    it('never lets an older version overwrite a newer one (out-of-order versions of one record)', async () => {
+      const s = await sim(1);
+      const p = await pipeline({ sim: s });
+      const id = s.snapshot()[0]!.RecordID;
+      const key = `leads|${id}`;
+      expect(await p.target.apply({ key, version: 50n, deleted: false, data: { v: 'new' } })).toBe('applied');
+      expect(await p.target.apply({ key, version: 40n, deleted: false, data: { v: 'old' } })).toBe('skipped');
+      expect(await p.target.apply({ key, version: 50n, deleted: false, data: { v: 'again' } })).toBe(
+        'skipped',
+      );
+      expect(await p.target.apply({ key, version: 60n, deleted: true, data: { v: 'gone' } })).toBe('applied');
+      expect(await p.target.apply({ key, version: 55n, deleted: false, data: { v: 'resurrect?' } })).toBe(
+        'skipped',
+      );
+      const t = (await p.targetRecords()).get(key)!;
+      expect(t).toMatchObject({ version: 60n, deleted: true, data: { v: 'gone' } });
     });
-    await p.syncUntilQuiet();
-    const q = await p.ctx.quarantine.list();
-    expect(q.map((e) => [e.kind, e.recordId, e.version, e.attempts])).toEqual([
-      ['record', poison.RecordID, poison.lastSubmissionId.toString(), 3],
-    ]);
-    expect(JSON.parse(q[0]!.payload)).toMatchObject({
-      id: poison.RecordID,
-      v: poison.lastSubmissionId.toString(),
+
+    it('retries view 5xx and timeouts; a view that stays down fails the tick and the next tick recovers', async () => {
+      const s = await sim(30);
+      const p = await pipeline({ sim: s });
+      s.faults.failNext(2, 503);
+      expect(await p.tick()).toMatchObject({ kind: 'planned', records: 30 });
+      await p.settle();
+
+      s.insert();
+      s.faults.failNext(10, 500);
+      await expect(p.tick()).rejects.toMatchObject({ name: 'ViewError', kind: 'unavailable' });
+      expect((await p.ctx.ledger.getViewState()).leaseOwner).toBeUndefined();
+      s.faults.failNext(0);
+      s.faults.hangNext(1);
+      await p.syncUntilQuiet();
+      await expectInvariants(p);
+    }, 60_000);
+
+    it('quarantines a malformed view record with its raw JSON and syncs the rest', async () => {
+      const s = await sim(20);
+      const p = await pipeline({ sim: s });
+      s.faults.malformedNext(1);
+      await p.syncUntilQuiet();
+      const q = await p.ctx.quarantine.list();
+      expect(q).toHaveLength(1);
+      expect(q[0]).toMatchObject({ kind: 'malformed' });
+      expect(q[0]!.payload).toContain('RecordID');
+      expect(q[0]!.error).toMatch(/lastSubmissionId/);
+      const bad = JSON.parse(q[0]!.payload) as { RecordID: string };
+      await expectInvariants(p, new Set([`leads|${bad.RecordID}`]));
+      expect((await healthReport(p.ctx)).quarantine.count).toBe(1);
     });
-    await expectInvariants(p, new Set([`leads|${poison.RecordID}`]));
-    expect(await p.ctx.cursor.read()).toBe(
-      s
-        .snapshot()
-        .map((r) => r.lastSubmissionId)
-        .reduce((a, b) => (a > b ? a : b)),
-    );
-    expect((await healthReport(p.ctx)).status).toBe('degraded');
   });
 
-  it('a PermanentError is quarantined at once, without waiting for the delivery limit', async () => {
-    const s = await sim(6);
-    const poison = s.snapshot()[1]!;
-    const p = await pipeline({ sim: s, wrapTarget: failingFor(poison.RecordID, true), maxDequeueCount: 5 });
-    await p.syncUntilQuiet();
-    const q = await p.ctx.quarantine.list();
-    expect(q.map((e) => [e.recordId, e.attempts])).toEqual([[poison.RecordID, 1]]);
-    await expectInvariants(p, new Set([`leads|${poison.RecordID}`]));
-  });
+  describe('poison records', () => {
+    const failingFor =
+      (recordId: string, permanent = false) =>
+      (inner: TargetSystem): TargetSystem => ({
+        ensureReady: () => inner.ensureReady?.() ?? Promise.resolve(),
+        apply: async (r) => {
+          if (r.key.endsWith(`|${recordId}`))
+            throw permanent ? new PermanentError('target says 422') : new Error('target timed out');
+          return inner.apply(r);
+        },
+      });
 
-  it('POISON_POLICY=block: the view stops before the poison record and says so', async () => {
-    const s = await sim(10);
-    const poison = s.snapshot()[4]!;
-    const p = await pipeline({
-      sim: s,
-      wrapTarget: failingFor(poison.RecordID),
-      maxDequeueCount: 2,
-      env: { POISON_POLICY: 'block', SYNC_RECORDS_PER_MESSAGE: '3' },
+    it('POISON_POLICY=quarantine: the poison record is quarantined after the delivery limit, the rest syncs, the cursor moves on', async () => {
+      const s = await sim(15);
+      const poison = s.snapshot()[3]!;
+      const p = await pipeline({
+        sim: s,
+        wrapTarget: failingFor(poison.RecordID),
+        maxDequeueCount: 3,
+        env: { SYNC_RECORDS_PER_MESSAGE: '5' },
+      });
+      await p.syncUntilQuiet();
+      const q = await p.ctx.quarantine.list();
+      expect(q.map((e) => [e.kind, e.recordId, e.version, e.attempts])).toEqual([
+        ['record', poison.RecordID, poison.lastSubmissionId.toString(), 3],
+      ]);
+      expect(JSON.parse(q[0]!.payload)).toMatchObject({
+        id: poison.RecordID,
+        v: poison.lastSubmissionId.toString(),
+      });
+      await expectInvariants(p, new Set([`leads|${poison.RecordID}`]));
+      expect(await p.ctx.cursor.read()).toBe(
+        s
+          .snapshot()
+          .map((r) => r.lastSubmissionId)
+          .reduce((a, b) => (a > b ? a : b)),
+      );
+      expect((await healthReport(p.ctx)).status).toBe('degraded');
     });
-    await p.syncUntilQuiet();
-    expect(await p.ctx.cursor.read()).toBeUndefined();
-    const h = await healthReport(p.ctx);
-    expect(h.status).toBe('blocked');
-    expect(h.blocked).toContain(poison.RecordID);
-    expect(await p.tick()).toMatchObject({ kind: 'blocked' });
-    const q = await p.ctx.quarantine.list();
-    expect(q.map((e) => [e.recordId, e.policy])).toEqual([[poison.RecordID, 'block']]);
-    expect(p.violations).toEqual([]);
+
+    it('a PermanentError is quarantined at once, without waiting for the delivery limit', async () => {
+      const s = await sim(6);
+      const poison = s.snapshot()[1]!;
+      const p = await pipeline({ sim: s, wrapTarget: failingFor(poison.RecordID, true), maxDequeueCount: 5 });
+      await p.syncUntilQuiet();
+      const q = await p.ctx.quarantine.list();
+      expect(q.map((e) => [e.recordId, e.attempts])).toEqual([[poison.RecordID, 1]]);
+      await expectInvariants(p, new Set([`leads|${poison.RecordID}`]));
+    });
+
+    it('POISON_POLICY=block: the view stops before the poison record and says so', async () => {
+      const s = await sim(10);
+      const poison = s.snapshot()[4]!;
+      const p = await pipeline({
+        sim: s,
+        wrapTarget: failingFor(poison.RecordID),
+        maxDequeueCount: 2,
+        env: { POISON_POLICY: 'block', SYNC_RECORDS_PER_MESSAGE: '3' },
+      });
+      await p.syncUntilQuiet();
+      expect(await p.ctx.cursor.read()).toBeUndefined();
+      const h = await healthReport(p.ctx);
+      expect(h.status).toBe('blocked');
+      expect(h.blocked).toContain(poison.RecordID);
+      expect(await p.tick()).toMatchObject({ kind: 'blocked' });
+      const q = await p.ctx.quarantine.list();
+      expect(q.map((e) => [e.recordId, e.policy])).toEqual([[poison.RecordID, 'block']]);
+      expect(p.violations).toEqual([]);
+    });
   });
 });

@@ -16,6 +16,7 @@ import { Ledger } from './sync/ledger';
 import type { CursorStore, TargetReader, TargetSystem, Transport } from './sync/ports';
 import { Quarantine } from './sync/quarantine';
 import { TableTarget } from './targets/table-target';
+import { ServiceBusTransport } from './transport/servicebus-transport';
 import { STORAGE_QUEUE_MAX_JSON_BYTES, StorageQueueTransport } from './transport/storage-queue-transport';
 
 /** JSON budget of one Service Bus message (Standard tier: 256 KB including headers). */
@@ -63,9 +64,6 @@ export function createTransport(config: Config): Transport {
   const queues = { records: t.recordsQueue, control: t.controlQueue };
   if (t.kind === 'servicebus') {
     if (!t.serviceBus) throw new Error('TRANSPORT=servicebus needs ServiceBusConnection');
-    // Loaded on demand: a storage-queue deployment never loads the AMQP stack.
-    const { ServiceBusTransport } =
-      require('./transport/servicebus-transport') as typeof import('./transport/servicebus-transport');
     return new ServiceBusTransport({ access: t.serviceBus, queues });
   }
   return new StorageQueueTransport(queueServiceClient(config.storage), queues);

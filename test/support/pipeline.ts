@@ -28,11 +28,23 @@ import { TableTarget } from '../../src/lib/targets/table-target';
 import { tableClient } from '../../src/lib/storage/clients';
 import { StorageQueueDriver } from '../../src/local/host/storage-queue-driver';
 import type { FlowfinitySimulator } from '../../src/local/flowfinity-simulator';
+import { createServiceBusDriver } from '../../src/local/host/servicebus-driver';
+import type { TriggerDriver } from '../../src/local/host/driver';
+import type { AzureFilesServer } from './azure-files-server';
+import type { ServiceBusTestServer } from './servicebus-server';
 
 export const quietLog: Log = { info() {}, warn() {}, error() {} };
 
+/** The Azure adapters' protocol-level test servers: Service Bus (AMQP) and Azure Files (REST). */
+export interface AzureTestServers {
+  serviceBus: ServiceBusTestServer;
+  files: AzureFilesServer;
+}
+
 export interface PipelineOptions {
   azuriteConnectionString: string;
+  /** Run with TRANSPORT=servicebus and CURSOR_STORE=fileshare over these servers. */
+  azure?: AzureTestServers;
   sim: FlowfinitySimulator;
   env?: Record<string, string>;
   faults?: Faults;
@@ -94,7 +106,7 @@ export class Pipeline {
   readonly cursor: RecordingCursor;
   /** Invariant violations seen while running (cursor passing an unapplied record...). */
   readonly violations: string[] = [];
-  private readonly drivers: StorageQueueDriver[];
+  private readonly drivers: TriggerDriver[];
   /** Added to Date.now() for the pipeline's clock (to expire a crashed planner's lease). */
   clockOffsetMs = 0;
   private readonly tableTarget: TableTarget;
@@ -118,6 +130,14 @@ export class Pipeline {
       TARGET_TABLE_NAME: `target${id}`,
       SYNC_VIEW_NAME: 'leads',
       SYNC_MAX_ATTEMPTS: String(o.maxDequeueCount ?? 3),
+      ...(o.azure
+        ? {
+            TRANSPORT: 'servicebus',
+            ServiceBusConnection: o.azure.serviceBus.connectionString,
+            CURSOR_STORE: 'fileshare',
+            CURSOR_STORAGE_CONNECTION: o.azure.files.connectionString,
+          }
+        : {}),
       ...o.env,
     });
     this.tableTarget = new TableTarget(tableClient(this.config.storage, this.config.target.tableName));
@@ -133,30 +153,47 @@ export class Pipeline {
       now: () => Date.now() + this.clockOffsetMs,
     });
     const ctx = this.services.ctx;
-    const driver = (
-      queueName: string,
-      invoke: (body: unknown, meta: Record<string, unknown>) => Promise<unknown>,
-    ) =>
-      new StorageQueueDriver({
+    const maxAttempts = o.maxDequeueCount ?? 3;
+    const records = this.config.transport.recordsQueue;
+    const control = this.config.transport.controlQueue;
+    type Invoke = (body: unknown, meta: Record<string, unknown>) => Promise<unknown>;
+    const driver = (queueName: string, invoke: Invoke): TriggerDriver => {
+      const common = { queueName, invoke, maxConcurrency: o.concurrency ?? 8, pollIntervalMs: 20 };
+      if (o.azure)
+        return createServiceBusDriver({ ...common, connectionString: o.azure.serviceBus.connectionString });
+      return new StorageQueueDriver({
+        ...common,
         connectionString: o.azuriteConnectionString,
-        queueName,
-        invoke,
-        maxConcurrency: o.concurrency ?? 8,
         newBatchThreshold: 4,
-        pollIntervalMs: 20,
-        maxDequeueCount: o.maxDequeueCount ?? 3,
+        maxDequeueCount: maxAttempts,
         visibilityTimeoutMs: 0,
         receiveVisibilityTimeoutMs: 60_000,
         messageEncoding: 'base64',
       });
+    };
+    if (o.azure) {
+      // Queue properties as infra creates them (max delivery count = SYNC_MAX_ATTEMPTS).
+      for (const q of [records, control])
+        o.azure.serviceBus.createQueue(q, { maxDeliveryCount: maxAttempts, lockDurationMs: 60_000 });
+    }
+    const deliveryCount = (meta: Record<string, unknown>) => Number(meta.dequeueCount ?? meta.deliveryCount);
     this.drivers = [
-      driver(this.config.transport.recordsQueue, (body, meta) =>
-        applyRecordsMessage(ctx, body, { deliveryCount: Number(meta.dequeueCount) }, quietLog),
+      driver(records, (body, meta) =>
+        applyRecordsMessage(ctx, body, { deliveryCount: deliveryCount(meta) }, quietLog),
       ),
-      driver(`${this.config.transport.recordsQueue}-poison`, (body, meta) =>
-        applyRecordsMessage(ctx, body, { deliveryCount: Number(meta.dequeueCount), poison: true }, quietLog),
+      driver(o.azure ? `${records}/$deadletterqueue` : `${records}-poison`, (body, meta) =>
+        applyRecordsMessage(
+          ctx,
+          body,
+          {
+            deliveryCount: deliveryCount(meta),
+            poison: true,
+            poisonReason: meta.deadLetterReason as string | undefined,
+          },
+          quietLog,
+        ),
       ),
-      driver(this.config.transport.controlQueue, (body) => handleControlMessage(ctx, body, quietLog)),
+      driver(control, (body) => handleControlMessage(ctx, body, quietLog)),
     ];
   }
 

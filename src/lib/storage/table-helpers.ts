@@ -25,10 +25,13 @@ export function textFromProperties(prefix: string, entity: Record<string, unknow
 
 /** Row and partition keys may not contain / \ # ? or control characters. */
 export function escapeKey(key: string): string {
-  return key.replace(
-    /[/\\#?%\u0000-\u001f\u007f-\u009f]/g,
-    (c) => `%${c.charCodeAt(0).toString(16).padStart(2, '0')}`,
-  );
+  let out = '';
+  for (const c of key) {
+    const code = c.charCodeAt(0);
+    const forbidden = '/\\#?%'.includes(c) || code < 0x20 || (code >= 0x7f && code <= 0x9f);
+    out += forbidden ? `%${code.toString(16).padStart(2, '0')}` : c;
+  }
+  return out;
 }
 export function unescapeKey(key: string): string {
   return key.replace(/%([0-9a-f]{2})/g, (_, h: string) => String.fromCharCode(parseInt(h, 16)));

@@ -4,7 +4,7 @@
  * target equals source, no version applied twice, cursor monotonic and never past an
  * unapplied record.
  */
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import {
   PermanentError,
   type OutgoingMessage,
@@ -13,10 +13,11 @@ import {
   type Transport,
 } from '../src/lib/sync/ports';
 import { healthReport } from '../src/lib/sync/health';
+import { replayQuarantined } from '../src/lib/sync/operations';
 import { startAzurite, type AzuriteInstance } from '../src/local/azurite';
 import { adapterSets } from './support/adapters';
 import { FlowfinitySimulator } from '../src/local/flowfinity-simulator';
-import { Pipeline, type AzureTestServers, type PipelineOptions } from './support/pipeline';
+import { Pipeline, quietLog, type AzureTestServers, type PipelineOptions } from './support/pipeline';
 
 let azurite: AzuriteInstance;
 const open: { stop(): Promise<void> }[] = [];
@@ -177,16 +178,22 @@ describe.each(adapterSets)('over $name', (adapters) => {
   });
 
   describe('poison records', () => {
+    /** A target that fails for one record until `fixed.now` is set (the operator's fix). */
+    const fixed = { now: false };
     const failingFor =
       (recordId: string, permanent = false) =>
       (inner: TargetSystem): TargetSystem => ({
         ensureReady: () => inner.ensureReady?.() ?? Promise.resolve(),
         apply: async (r) => {
-          if (r.key.endsWith(`|${recordId}`))
+          if (r.key.endsWith(`|${recordId}`) && !fixed.now)
             throw permanent ? new PermanentError('target says 422') : new Error('target timed out');
           return inner.apply(r);
         },
       });
+
+    beforeEach(() => {
+      fixed.now = false;
+    });
 
     it('POISON_POLICY=quarantine: the poison record is quarantined after the delivery limit, the rest syncs, the cursor moves on', async () => {
       const s = await sim(15);
@@ -214,6 +221,14 @@ describe.each(adapterSets)('over $name', (adapters) => {
           .reduce((a, b) => (a > b ? a : b)),
       );
       expect((await healthReport(p.ctx)).status).toBe('degraded');
+
+      // The operator fixes the target and replays: the record lands, the quarantine empties.
+      fixed.now = true;
+      const report = await replayQuarantined(p.ctx, 'all', quietLog);
+      expect(report).toMatchObject({ done: [expect.stringContaining('(applied)')], failed: [] });
+      await expectInvariants(p);
+      expect(await p.ctx.quarantine.count()).toBe(0);
+      expect((await healthReport(p.ctx)).status).toBe('ok');
     });
 
     it('a PermanentError is quarantined at once, without waiting for the delivery limit', async () => {
@@ -244,6 +259,22 @@ describe.each(adapterSets)('over $name', (adapters) => {
       const q = await p.ctx.quarantine.list();
       expect(q.map((e) => [e.recordId, e.policy])).toEqual([[poison.RecordID, 'block']]);
       expect(p.violations).toEqual([]);
+
+      // Fix and replay: the blocked message is counted, the batch drains and completes.
+      fixed.now = true;
+      expect(await replayQuarantined(p.ctx, [q[0]!.id], quietLog)).toMatchObject({ failed: [] });
+      await p.settle();
+      await p.syncUntilQuiet();
+      await expectInvariants(p);
+      const h2 = await healthReport(p.ctx);
+      expect(h2).toMatchObject({ status: 'ok', blocked: null, batch: null, quarantine: { count: 0 } });
+      expect(h2.cursor).toBe(
+        s
+          .snapshot()
+          .map((r) => r.lastSubmissionId)
+          .reduce((a, b) => (a > b ? a : b))
+          .toString(),
+      );
     });
   });
 });

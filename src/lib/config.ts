@@ -1,7 +1,7 @@
 /**
  * The one place that reads process.env. Every setting has a name, a type, a default where one
  * is safe, and a description. The same names appear in local.settings.sample.json, the
- * README's configuration table and infra/ app settings; test/config.test.ts checks they agree.
+ * README's configuration table and infra/ app settings; test/settings-consistency.test.ts checks they agree.
  */
 import { z } from 'zod';
 

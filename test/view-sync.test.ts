@@ -126,6 +126,35 @@ describe.each(adapterSets)('over $name', (adapters) => {
       expect(state.batchesCompleted).toBe(2);
     });
 
+    it('a tick while a dispatch is in progress in the same instance neither plans again nor abandons it', async () => {
+      const s = await sim(30);
+      let release!: () => void;
+      const gate = new Promise<void>((r) => (release = r));
+      let entered!: () => void;
+      const inSend = new Promise<void>((r) => (entered = r));
+      let blocked = false;
+      const faults = {
+        async at(point: string) {
+          if (point !== 'plan.send' || blocked) return;
+          blocked = true;
+          entered();
+          await gate;
+        },
+      };
+      const p = await pipeline({ sim: s, faults });
+      const first = p.tick();
+      await inSend;
+      const second = await p.tick();
+      expect(['busy', 'in-flight']).toContain(second.kind);
+      release();
+      expect(await first).toMatchObject({ kind: 'planned', records: 30 });
+      await p.settle();
+      await expectInvariants(p);
+      const state = await p.ctx.ledger.getViewState();
+      expect(state.batchesCompleted).toBe(1);
+      expect(p.target.writes).toBe(30);
+    });
+
     it('never lets an older version overwrite a newer one (out-of-order versions of one record)', async () => {
       const s = await sim(1);
       const p = await pipeline({ sim: s });

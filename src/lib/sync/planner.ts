@@ -75,11 +75,16 @@ export function chunkRecords(records: WireRecord[], perMessage: number, maxBytes
   return chunks;
 }
 
-const leaseHeldByOther = (s: ViewState, ctx: SyncContext) =>
-  s.leaseOwner !== undefined && s.leaseOwner !== ctx.instanceId && (s.leaseUntil ?? 0) > ctx.now();
+/**
+ * The planner lease belongs to one plan() invocation, not to a process: a timer tick and a
+ * `poll` message can run at once in the same instance and must exclude each other too.
+ */
+const leaseHeld = (s: ViewState, ctx: SyncContext) =>
+  s.leaseOwner !== undefined && (s.leaseUntil ?? 0) > ctx.now();
 
 export async function plan(ctx: SyncContext, log: Log): Promise<PlanOutcome> {
   const { ledger } = ctx;
+  const owner = `${ctx.instanceId}/${randomBytes(4).toString('hex')}`;
   let state = await ledger.getViewState();
   if (state.blocked) return { kind: 'blocked', reason: state.blocked };
 
@@ -90,15 +95,15 @@ export async function plan(ctx: SyncContext, log: Log): Promise<PlanOutcome> {
   }
 
   // Take the planner lease.
-  if (leaseHeldByOther(state, ctx)) return { kind: 'busy', leaseOwner: state.leaseOwner };
+  if (leaseHeld(state, ctx)) return { kind: 'busy', leaseOwner: state.leaseOwner };
   const leased = await ledger.tryUpdateViewState(state, {
-    leaseOwner: ctx.instanceId,
+    leaseOwner: owner,
     leaseUntil: ctx.now() + ctx.settings.planLeaseSeconds * 1000,
   });
   if (!leased) return { kind: 'busy' };
   if (leased.currentBatchId) {
     // Another planner finished a batch between our read and our lease: nothing to do now.
-    await releaseLease(ctx);
+    await releaseLease(ctx, owner);
     return { kind: 'busy' };
   }
 
@@ -108,18 +113,18 @@ export async function plan(ctx: SyncContext, log: Log): Promise<PlanOutcome> {
   } catch (e) {
     // A process that dies keeps its lease until it expires: so must a simulated crash.
     if (!isSimulatedCrash(e))
-      await releaseLease(ctx).catch((err) =>
+      await releaseLease(ctx, owner).catch((err) =>
         log.warn('could not release the planner lease', { error: errorText(err) }),
       );
     throw e;
   }
-  await releaseLease(ctx);
+  await releaseLease(ctx, owner);
   return outcome;
 }
 
-async function releaseLease(ctx: SyncContext): Promise<void> {
+async function releaseLease(ctx: SyncContext, owner: string): Promise<void> {
   await ctx.ledger.updateViewState((s) =>
-    s.leaseOwner === ctx.instanceId ? { leaseOwner: '', leaseUntil: 0 } : undefined,
+    s.leaseOwner === owner ? { leaseOwner: '', leaseUntil: 0 } : undefined,
   );
 }
 
@@ -140,7 +145,7 @@ async function inspectBatchInFlight(
   if (m.state === 'blocked')
     return { kind: 'blocked', reason: `batch ${batchId} is blocked by a poison record` };
   if (m.state === 'dispatching') {
-    if (leaseHeldByOther(state, ctx))
+    if (leaseHeld(state, ctx))
       return { kind: 'in-flight', batchId, state: m.state, done: m.done, messages: m.messageCount };
     // The planner that dispatched it is gone (lease expired): abandon and re-plan.
     const abandoned = await ctx.ledger.transition(m, 'abandoned');

@@ -29,7 +29,11 @@ export interface AzuriteOptions {
   startTimeoutMs?: number;
 }
 
-export function azuriteConnectionString(ports: { blobPort: number; queuePort: number; tablePort: number }): string {
+export function azuriteConnectionString(ports: {
+  blobPort: number;
+  queuePort: number;
+  tablePort: number;
+}): string {
   const host = '127.0.0.1';
   return [
     'DefaultEndpointsProtocol=http',
@@ -68,11 +72,14 @@ export async function startAzurite(options: AzuriteOptions = {}): Promise<Azurit
 
   const ready = new Promise<void>((resolve, reject) => {
     const timer = setTimeout(
-      () => reject(new Error(`Azurite did not start within ${options.startTimeoutMs ?? 30000} ms:\n${output}`)),
+      () =>
+        reject(new Error(`Azurite did not start within ${options.startTimeoutMs ?? 30000} ms:\n${output}`)),
       options.startTimeoutMs ?? 30000,
     );
     const onLine = (line: string) => {
-      const m = /Azurite (Blob|Queue|Table) service is successfully listening at http:\/\/[^:]+:(\d+)/.exec(line);
+      const m = /Azurite (Blob|Queue|Table) service is successfully listening at http:\/\/[^:]+:(\d+)/.exec(
+        line,
+      );
       if (m) {
         ports[m[1] as 'Blob' | 'Queue' | 'Table'] = Number(m[2]);
         if (ports.Blob && ports.Queue && ports.Table) {

@@ -1,4 +1,5 @@
 /** What the plan / apply / complete steps work with. Built by src/lib/services.ts. */
+import type { Config } from '../config';
 import type { Faults } from '../faults';
 import type { ViewSource } from '../flowfinity/view-source';
 import type { Log } from '../log';
@@ -6,19 +7,11 @@ import type { Ledger } from './ledger';
 import type { CursorStore, TargetSystem, Transport } from './ports';
 import type { Quarantine } from './quarantine';
 
-export interface SyncSettings {
-  viewName: string;
-  maxBatch: number;
-  recordsPerMessage: number;
-  lookback: number;
-  stateField: string;
-  deletedStates: string[];
-  maxAttempts: number;
-  planLeaseSeconds: number;
-  poisonPolicy: 'quarantine' | 'block';
+/** The view-sync settings, plus the transport's message size budget. */
+export type SyncSettings = Omit<Config['sync'], 'schedule'> & {
   /** Largest JSON body of one queue message (the transport's limit, with headroom). */
   maxMessageBytes: number;
-}
+};
 
 export interface SyncContext {
   settings: SyncSettings;

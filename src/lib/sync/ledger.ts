@@ -246,7 +246,12 @@ export class Ledger {
       } catch (e) {
         const status = statusOf(e);
         if (status === 409) return { counted: false, manifest: m, drained: false };
-        if (status === 412 && attempt < 200) continue;
+        if (status === 412 && attempt < 200) {
+          // Another message of the batch counted first: back off a little (jittered) so that
+          // concurrent finishers spread out instead of retrying in lockstep.
+          await new Promise((r) => setTimeout(r, Math.random() * Math.min(50, 5 * (attempt + 1))));
+          continue;
+        }
         throw e;
       }
       // The transaction succeeded against m's ETag, so the counters are exactly m's plus ours.

@@ -1,0 +1,547 @@
+/**
+ * `npm run bench [-- --quick] [-- --only=throughput,sweep,cost,memory,latency] [-- --poll-ms=N]`
+ *
+ * Measures syncbridge against the Power Automate tutorial's algorithm on this machine, in one run,
+ * prints a table and writes bench/results/latest.json. See bench/README.md.
+ */
+import { mkdirSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { startAzurite, type AzuriteInstance } from '../src/local/azurite';
+import { FlowfinitySimulator } from '../src/local/flowfinity-simulator';
+import type { TargetKind } from './harness';
+import { CountingProxy } from './proxy';
+import {
+  changeLatency,
+  costRun,
+  planMemory,
+  syncbridgeThroughput,
+  targetCeiling,
+  tutorialEmptyResultBug,
+  tutorialThroughput,
+  type CostResult,
+  type LatencyResult,
+  type MemoryResult,
+  type ThroughputResult,
+} from './scenarios';
+
+type Section = 'throughput' | 'sweep' | 'cost' | 'memory' | 'latency';
+const ALL: Section[] = ['throughput', 'sweep', 'cost', 'memory', 'latency'];
+
+function parseArgs(argv: string[]) {
+  const quick = argv.includes('--quick');
+  const only = argv.find((a) => a.startsWith('--only='))?.slice('--only='.length);
+  const poll = argv.find((a) => a.startsWith('--poll-ms='))?.slice('--poll-ms='.length);
+  const sections = only ? (only.split(',').filter((s) => (ALL as string[]).includes(s)) as Section[]) : ALL;
+  if (argv.includes('--help')) {
+    console.log(
+      'usage: npm run bench -- [--quick] [--only=throughput,sweep,cost,memory,latency] [--poll-ms=100]',
+    );
+    process.exit(0);
+  }
+  return {
+    quick,
+    sections,
+    /** Pause of an idle queue poller (the real host backs off from 100 ms to maxPollingInterval). */
+    pollIntervalMs: poll ? Number(poll) : 100,
+    targetLatencyMs: 5,
+    backlog: quick ? 4_000 : 20_000,
+    concurrency: 16,
+    ceilingWrites: quick ? 2_000 : 5_000,
+    sweepBacklog: quick ? 1_000 : 3_000,
+    sweepConcurrency: [4, 16, 64],
+    /** A slow remote target: shows the ratio when this machine's CPU is not the limit. */
+    slowTargetLatencyMs: 50,
+    slowTargetBacklog: quick ? 300 : 600,
+    costRecords: quick ? 500 : 1_000,
+    /** [records per message, concurrency]: the first four at the default concurrency; the last two show ledger contention. */
+    costVariants: [
+      [1, 16],
+      [5, 16],
+      [20, 16],
+      [50, 16],
+      [20, 4],
+      [20, 64],
+    ] as [number, number][],
+    memoryViews: [200_000, 20_000],
+    latencyScheduleSec: 10,
+    latencyDurationSec: quick ? 30 : 60,
+    latencyChanges: quick ? 30 : 60,
+  };
+}
+
+const MB = 1024 * 1024;
+const fmt = (n: number, digits = 1) => (Number.isFinite(n) ? n.toFixed(digits) : 'n/a');
+
+function table(headers: string[], rows: (string | number)[][]): string {
+  const cells = [headers, ...rows.map((r) => r.map(String))];
+  const widths = headers.map((_, i) => Math.max(...cells.map((r) => (r[i] ?? '').length)));
+  const line = (r: string[]) => '| ' + r.map((c, i) => c.padEnd(widths[i]!)).join(' | ') + ' |';
+  return [
+    line(cells[0]!),
+    '|' + widths.map((w) => '-'.repeat(w + 2)).join('|') + '|',
+    ...cells.slice(1).map(line),
+  ].join('\n');
+}
+
+function machine() {
+  const cpus = os.cpus();
+  return {
+    cpuModel: cpus[0]?.model ?? 'unknown',
+    cores: cpus.length,
+    availableParallelism: os.availableParallelism(),
+    totalMemoryMB: Math.round(os.totalmem() / MB),
+    node: process.version,
+    platform: `${os.platform()} ${os.release()} ${os.arch()}`,
+    loadAverageAtStart: os.loadavg().map((l) => Number(l.toFixed(2))),
+    date: new Date().toISOString(),
+  };
+}
+
+interface Goal {
+  goal: string;
+  measured: string;
+  target: string;
+  met: boolean;
+}
+
+async function main(): Promise<number> {
+  const opt = parseArgs(process.argv.slice(2));
+  const started = Date.now();
+  const results: Record<string, unknown> = { machine: machine(), options: opt };
+  const goals: Goal[] = [];
+  const out: string[] = [];
+  const say = (s: string) => {
+    console.log(s);
+    out.push(s);
+  };
+  const progress = (s: string) =>
+    console.error(`[bench ${((Date.now() - started) / 1000).toFixed(0)}s] ${s}`);
+
+  let azurite: AzuriteInstance | undefined;
+  let proxy: CountingProxy | undefined;
+  const sims: FlowfinitySimulator[] = [];
+  const newSim = async (records: number) => {
+    const sim = await FlowfinitySimulator.start({ initialRecords: records, onBehalfOf: 'admin' });
+    sims.push(sim);
+    return sim;
+  };
+  const dropSim = async (sim: FlowfinitySimulator) => {
+    sims.splice(sims.indexOf(sim), 1);
+    await sim.stop();
+  };
+  const shutdown = async () => {
+    for (const s of sims.splice(0)) await s.stop().catch(() => {});
+    await proxy?.stop().catch(() => {});
+    await azurite?.stop().catch(() => {});
+  };
+  const onSignal = () => {
+    progress('interrupted: shutting down');
+    void shutdown().finally(() => process.exit(130));
+  };
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+
+  try {
+    progress('starting Azurite');
+    azurite = await startAzurite();
+    const cs = azurite.connectionString;
+    const m = results.machine as ReturnType<typeof machine>;
+    say(
+      `syncbridge bench${opt.quick ? ' (--quick)' : ''}: ${m.cpuModel}, ${m.cores} cores, node ${m.node}, ${m.date}`,
+    );
+    say(
+      `target latency ${opt.targetLatencyMs} ms/write; storagequeue transport on Azurite; idle queue poll ${opt.pollIntervalMs} ms`,
+    );
+
+    // ---- 3. memory (first: the machine is quietest) ------------------------------------------
+    if (opt.sections.includes('memory')) {
+      const mem: MemoryResult[] = [];
+      for (const n of opt.memoryViews) {
+        progress(`memory: planning one batch from a ${n}-record view response (child process)`);
+        const sim = await newSim(n);
+        mem.push(await planMemory({ connectionString: cs, sim }));
+        await dropSim(sim);
+      }
+      results.memory = mem;
+      say('\n## 3. Memory: peak RSS of a child process planning ONE batch (SYNC_MAX_BATCH default)');
+      say(
+        table(
+          [
+            'view response',
+            'max batch',
+            'planned',
+            'msgs',
+            'plan s',
+            'RSS before MB',
+            'peak RSS MB',
+            'VmHWM MB',
+            'peak heap MB',
+          ],
+          mem.map((r) => [
+            `${r.viewRecords} records`,
+            r.maxBatch,
+            r.records,
+            r.messages,
+            fmt(r.durationMs / 1000, 2),
+            fmt(r.baselineRssBytes / MB),
+            fmt(r.peakRssBytes / MB),
+            r.vmHwmBytes ? fmt(r.vmHwmBytes / MB) : 'n/a',
+            fmt(r.peakHeapUsedBytes / MB),
+          ]),
+        ),
+      );
+      const big = mem[0]!;
+      const peak = Math.max(big.peakRssBytes, big.vmHwmBytes ?? 0) / MB;
+      goals.push({
+        goal: `memory: peak RSS planning from a ${big.viewRecords}-record response`,
+        measured: `${fmt(peak)} MB (${mem.map((r) => `${r.viewRecords}: ${fmt(Math.max(r.peakRssBytes, r.vmHwmBytes ?? 0) / MB)} MB`).join(', ')})`,
+        target: '<= 300 MB',
+        met: peak <= 300,
+      });
+    }
+
+    // ---- 1. throughput -----------------------------------------------------------------------
+    const cpuCell = (r: ThroughputResult) =>
+      `${fmt(r.cpuMsPerRecord.bench + r.cpuMsPerRecord.azurite, 2)} (${fmt(r.cpuMsPerRecord.bench, 2)} + ${fmt(r.cpuMsPerRecord.azurite, 2)})`;
+    if (opt.sections.includes('throughput')) {
+      const sim = await newSim(opt.backlog);
+      const rows: ThroughputResult[] = [];
+      progress(
+        `throughput: syncbridge, ${opt.backlog} records, concurrency ${opt.concurrency}, SYNC_MAX_BATCH 5000`,
+      );
+      rows.push(
+        await syncbridgeThroughput({
+          connectionString: cs,
+          sim,
+          concurrency: opt.concurrency,
+          latencyMs: opt.targetLatencyMs,
+          pollIntervalMs: opt.pollIntervalMs,
+          maxBatch: 5000,
+        }),
+      );
+      progress(`throughput: tutorial flow, ${opt.backlog} records, sequential (takes a while)`);
+      const tut = await tutorialThroughput({ connectionString: cs, sim, latencyMs: opt.targetLatencyMs });
+      rows.push(tut);
+      await dropSim(sim);
+      progress(`throughput: the target alone, ${opt.ceilingWrites} writes from ${opt.concurrency} workers`);
+      rows.push(
+        await targetCeiling({
+          connectionString: cs,
+          concurrency: opt.concurrency,
+          latencyMs: opt.targetLatencyMs,
+          writes: opt.ceilingWrites,
+        }),
+      );
+      const bugSim = await newSim(10);
+      const bug = await tutorialEmptyResultBug({ connectionString: cs, sim: bugSim });
+      await dropSim(bugSim);
+      results.throughput = { rows, tutorialEmptyResultBug: bug };
+      say(
+        `\n## 1. Throughput: ${opt.backlog}-record backlog, table target on Azurite +${opt.targetLatencyMs} ms per write`,
+      );
+      say(
+        table(
+          [
+            'implementation',
+            'records',
+            'concurrency',
+            'batches',
+            'applied s',
+            'committed s',
+            'records/s',
+            'ratio',
+            'CPU ms/record (app + azurite)',
+          ],
+          rows.map((r) => [
+            r.impl + (r.maxBatch ? ` (SYNC_MAX_BATCH ${r.maxBatch})` : ''),
+            r.records,
+            r.concurrency,
+            r.batches,
+            fmt(r.appliedMs / 1000, 2),
+            fmt(r.committedMs / 1000, 2),
+            fmt(r.recordsPerSec),
+            `${fmt(r.recordsPerSec / tut.recordsPerSec, 2)}x`,
+            cpuCell(r),
+          ]),
+        ),
+      );
+      say(
+        `tutorial empty-result bug (3 runs on a 10-record view): records read ${bug.runs.map((r) => r.records).join(', ')}; ` +
+          `cursor written ${bug.runs.map((r) => JSON.stringify(r.cursorWritten)).join(', ')}`,
+      );
+      const main = rows[0]!;
+      const ceiling = rows[2]!;
+      goals.push({
+        goal: `throughput ratio, table target, concurrency ${opt.concurrency}, ${opt.backlog} records`,
+        measured:
+          `${fmt(main.recordsPerSec / tut.recordsPerSec, 2)}x (${fmt(main.recordsPerSec)} vs ${fmt(tut.recordsPerSec)} records/s; ` +
+          `the target alone tops out at ${fmt(ceiling.recordsPerSec / tut.recordsPerSec, 2)}x here)`,
+        target: '>= 12x (bound 16x)',
+        met: main.recordsPerSec / tut.recordsPerSec >= 12,
+      });
+    }
+
+    // ---- 1b. concurrency sweep ---------------------------------------------------------------
+    if (opt.sections.includes('sweep')) {
+      type Sweep = {
+        label: string;
+        target: TargetKind;
+        latencyMs: number;
+        tutorial: ThroughputResult;
+        rows: ThroughputResult[];
+      };
+      const sweeps: Sweep[] = [];
+      const runSweep = async (
+        label: string,
+        target: TargetKind,
+        latencyMs: number,
+        backlog: number,
+        levels: number[],
+      ) => {
+        const sim = await newSim(backlog);
+        progress(`sweep (${label}): tutorial flow baseline, ${backlog} records`);
+        const tutorial = await tutorialThroughput({ connectionString: cs, sim, latencyMs, target });
+        const rows: ThroughputResult[] = [];
+        for (const c of levels) {
+          progress(`sweep (${label}): syncbridge, concurrency ${c}`);
+          rows.push(
+            await syncbridgeThroughput({
+              connectionString: cs,
+              sim,
+              concurrency: c,
+              latencyMs,
+              pollIntervalMs: opt.pollIntervalMs,
+              maxBatch: 5000,
+              target,
+            }),
+          );
+        }
+        await dropSim(sim);
+        sweeps.push({ label, target, latencyMs, tutorial, rows });
+      };
+      await runSweep(
+        `table, ${opt.targetLatencyMs} ms`,
+        'table',
+        opt.targetLatencyMs,
+        opt.sweepBacklog,
+        opt.sweepConcurrency,
+      );
+      await runSweep(
+        `memory, ${opt.targetLatencyMs} ms`,
+        'memory',
+        opt.targetLatencyMs,
+        opt.sweepBacklog,
+        opt.sweepConcurrency,
+      );
+      await runSweep(
+        `memory, ${opt.slowTargetLatencyMs} ms`,
+        'memory',
+        opt.slowTargetLatencyMs,
+        opt.slowTargetBacklog,
+        [16],
+      );
+      results.sweep = sweeps;
+      say(
+        `\n## 1b. Concurrency sweep: ${opt.sweepBacklog}-record backlog (one batch) unless noted; ` +
+          'table = TableTarget on Azurite, memory = latency-only target (a remote system: no local CPU per write)',
+      );
+      say(
+        table(
+          [
+            'target, latency',
+            'records',
+            'concurrency',
+            'records/s',
+            'committed s',
+            'ratio vs tutorial',
+            'ideal',
+            'CPU ms/record (app + azurite)',
+          ],
+          sweeps.flatMap((sw) => [
+            [
+              sw.label,
+              sw.tutorial.records,
+              'tutorial (1)',
+              fmt(sw.tutorial.recordsPerSec),
+              fmt(sw.tutorial.committedMs / 1000, 2),
+              '1.00x',
+              '1x',
+              cpuCell(sw.tutorial),
+            ],
+            ...sw.rows.map((r) => [
+              sw.label,
+              r.records,
+              String(r.concurrency),
+              fmt(r.recordsPerSec),
+              fmt(r.committedMs / 1000, 2),
+              `${fmt(r.recordsPerSec / sw.tutorial.recordsPerSec, 2)}x`,
+              `${r.concurrency}x`,
+              cpuCell(r),
+            ]),
+          ]),
+        ),
+      );
+      for (const sw of sweeps.slice(1)) {
+        const at16 = sw.rows.find((r) => r.concurrency === 16);
+        if (at16)
+          goals.push({
+            goal: `throughput ratio, latency-only target (${sw.latencyMs} ms), concurrency 16, ${at16.records} records`,
+            measured: `${fmt(at16.recordsPerSec / sw.tutorial.recordsPerSec, 2)}x (${fmt(at16.recordsPerSec)} vs ${fmt(sw.tutorial.recordsPerSec)} records/s)`,
+            target: '>= 12x (bound 16x)',
+            met: at16.recordsPerSec / sw.tutorial.recordsPerSec >= 12,
+          });
+      }
+    }
+
+    // ---- 2. cost -----------------------------------------------------------------------------
+    if (opt.sections.includes('cost')) {
+      proxy = await CountingProxy.start(azurite);
+      const sim = await newSim(opt.costRecords);
+      const rows: CostResult[] = [];
+      for (const [rpm, concurrency] of opt.costVariants) {
+        progress(
+          `cost: ${opt.costRecords} records, SYNC_RECORDS_PER_MESSAGE ${rpm}, concurrency ${concurrency}`,
+        );
+        rows.push(
+          await costRun({
+            proxy,
+            sim,
+            recordsPerMessage: rpm,
+            concurrency,
+            pollIntervalMs: opt.pollIntervalMs,
+          }),
+        );
+      }
+      await dropSim(sim);
+      results.cost = rows;
+      say(`\n## 2. Cost: storage requests per record (${opt.costRecords} records, counted by an HTTP proxy)`);
+      say(
+        table(
+          [
+            'records/msg',
+            'concurrency',
+            'msgs',
+            'queue',
+            'ledger',
+            'quarantine',
+            'cursor',
+            'per record (excl. target)',
+            'idle polls/rec',
+            'target/rec',
+            'run s',
+          ],
+          rows.map((r) => [
+            r.recordsPerMessage,
+            r.concurrency,
+            r.messages,
+            r.counts.queue,
+            r.counts.ledger,
+            r.counts.quarantine,
+            r.counts.cursor,
+            fmt(r.perRecord, 3),
+            fmt(r.idlePerRecord, 3),
+            fmt(r.targetPerRecord, 2),
+            fmt(r.durationMs / 1000, 1),
+          ]),
+        ),
+      );
+      const def = rows.find((r) => r.recordsPerMessage === 20 && r.concurrency === opt.concurrency);
+      if (def)
+        goals.push({
+          goal: 'cost: storage + queue requests per record at 20 records/message (excl. target writes)',
+          measured: `${fmt(def.perRecord, 3)} (+${fmt(def.idlePerRecord, 3)} idle polling)`,
+          target: '<= 2',
+          met: def.perRecord + def.idlePerRecord <= 2,
+        });
+    }
+
+    // ---- 4. latency --------------------------------------------------------------------------
+    if (opt.sections.includes('latency')) {
+      const sim = await newSim(0);
+      progress(
+        `latency: ${opt.latencyChanges} inserts at random moments over ${opt.latencyDurationSec} s, timer every ${opt.latencyScheduleSec} s`,
+      );
+      const r: LatencyResult = await changeLatency({
+        connectionString: cs,
+        sim,
+        concurrency: opt.concurrency,
+        latencyMs: opt.targetLatencyMs,
+        pollIntervalMs: opt.pollIntervalMs,
+        scheduleSec: opt.latencyScheduleSec,
+        durationSec: opt.latencyDurationSec,
+        changes: opt.latencyChanges,
+      });
+      await dropSim(sim);
+      results.latency = r;
+      say(`\n## 4. Latency: change -> target, timer every ${r.scheduleSec} s (${r.durationSec} s run)`);
+      say(
+        table(
+          ['changes', 'seen in target', 'min s', 'median s', 'p90 s', 'max s'],
+          [
+            [
+              r.changes,
+              r.seen,
+              fmt(r.minMs / 1000, 2),
+              fmt(r.medianMs / 1000, 2),
+              fmt(r.p90Ms / 1000, 2),
+              fmt(r.maxMs / 1000, 2),
+            ],
+          ],
+        ),
+      );
+      goals.push({
+        goal: `latency: median change -> target lag, ${r.scheduleSec} s schedule`,
+        measured: `${fmt(r.medianMs / 1000, 2)} s (p90 ${fmt(r.p90Ms / 1000, 2)} s, max ${fmt(r.maxMs / 1000, 2)} s; ${r.seen}/${r.changes} seen)`,
+        target: `<= ${r.scheduleSec + 1} s`,
+        met: r.medianMs <= (r.scheduleSec + 1) * 1000 && r.seen === r.changes,
+      });
+    }
+
+    say('\n## Goals');
+    say(
+      table(
+        ['goal', 'measured', 'target', 'met'],
+        goals.map((g) => [g.goal, g.measured, g.target, g.met ? 'yes' : 'NO']),
+      ),
+    );
+    say(
+      `\ntotal ${fmt((Date.now() - started) / 1000, 0)} s; load average now ${os
+        .loadavg()
+        .map((l) => l.toFixed(2))
+        .join(' ')}`,
+    );
+    results.goals = goals;
+    results.totalSeconds = (Date.now() - started) / 1000;
+    results.loadAverageAtEnd = os.loadavg();
+    results.table = out.join('\n');
+    const dir = path.join(__dirname, '..', '..', 'bench', 'results');
+    mkdirSync(dir, { recursive: true });
+    const file = path.join(dir, 'latest.json');
+    writeFileSync(
+      file,
+      JSON.stringify(results, (_k, v: unknown) => (typeof v === 'bigint' ? v.toString() : v), 2) + '\n',
+    );
+    progress(`wrote ${path.relative(process.cwd(), file)}`);
+    return 0;
+  } finally {
+    await shutdown();
+  }
+}
+
+main().then(
+  (code) => exitWhenIdle(code),
+  (e: unknown) => {
+    console.error(e instanceof Error ? (e.stack ?? e.message) : String(e));
+    exitWhenIdle(1);
+  },
+);
+
+/** Sets the exit code; if something still holds the event loop after 5 s, says so and exits. */
+function exitWhenIdle(code: number): void {
+  process.exitCode = code;
+  setTimeout(() => {
+    console.error('bench: handles still open after shutdown; exiting');
+    process.exit(code);
+  }, 5000).unref();
+}

@@ -93,6 +93,24 @@ export async function applyRecordsMessage(
   }
 
   const policy = ctx.settings.poisonPolicy;
+  if (failed.length > 0 && (await ctx.ledger.isMarked(msg.batchId, msg.chunk))) {
+    // A redelivery of a message that already reached its terminal outcome: its records were
+    // applied or quarantined then; quarantining them again would only add noise.
+    log.warn('failing redelivery of an already counted message ignored', {
+      batchId: msg.batchId,
+      chunk: msg.chunk,
+    });
+    return {
+      kind: 'applied',
+      batchId: msg.batchId,
+      chunk: msg.chunk,
+      applied,
+      skipped,
+      quarantined: 0,
+      counted: false,
+      drained: false,
+    };
+  }
   for (const f of failed) {
     await ctx.quarantine.put({
       kind: 'record',

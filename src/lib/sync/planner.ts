@@ -109,7 +109,7 @@ export async function plan(ctx: SyncContext, log: Log): Promise<PlanOutcome> {
 
   let outcome: PlanOutcome;
   try {
-    outcome = await planNewBatch(ctx, log);
+    outcome = await planNewBatch(ctx, owner, log);
   } catch (e) {
     // A process that dies keeps its lease until it expires: so must a simulated crash.
     if (!isSimulatedCrash(e))
@@ -192,7 +192,7 @@ function identityOf(raw: string): { recordId?: string; version?: string } {
   }
 }
 
-async function planNewBatch(ctx: SyncContext, log: Log): Promise<PlanOutcome> {
+async function planNewBatch(ctx: SyncContext, owner: string, log: Log): Promise<PlanOutcome> {
   const { settings } = ctx;
   const from = await ctx.cursor.read();
   const queryFrom =
@@ -281,7 +281,18 @@ async function planNewBatch(ctx: SyncContext, log: Log): Promise<PlanOutcome> {
     createdAt: new Date(ctx.now()).toISOString(),
   });
   await ctx.faults.at('plan.manifestWrite');
-  await ctx.ledger.updateViewState(() => ({ currentBatchId: batchId }));
+  // Claim the view for this batch only while this plan still holds the lease and no batch is
+  // in flight: a planner that stalled past its lease must not replace a batch planned since.
+  const claimed = await ctx.ledger.updateViewState((s) =>
+    s.leaseOwner === owner && (s.leaseUntil ?? 0) > ctx.now() && !s.currentBatchId
+      ? { currentBatchId: batchId }
+      : undefined,
+  );
+  if (claimed.currentBatchId !== batchId) {
+    await ctx.ledger.transition(manifest, 'abandoned');
+    log.warn('lost the planner lease while planning; dropped the batch before sending it', { batchId });
+    return { kind: 'busy', leaseOwner: claimed.leaseOwner };
+  }
 
   if (chunks.length === 0) {
     // Everything was quarantined: nothing to wait for.

@@ -184,10 +184,14 @@ describe.each(adapterSets)('over $name', (adapters) => {
       s.faults.failNext(10, 500);
       await expect(p.tick()).rejects.toMatchObject({ name: 'ViewError', kind: 'unavailable' });
       expect((await p.ctx.ledger.getViewState()).leaseOwner).toBeUndefined();
+      // What the timer function does with a failed run: health reports it until a run succeeds.
+      await p.ctx.ledger.recordError('plan failed: ViewError: view unavailable', new Date());
+      expect((await healthReport(p.ctx)).status).toBe('degraded');
       s.faults.failNext(0);
       s.faults.hangNext(1);
       await p.syncUntilQuiet();
       await expectInvariants(p);
+      expect(await healthReport(p.ctx)).toMatchObject({ status: 'ok', lastError: null });
     }, 60_000);
 
     it('quarantines a malformed view record with its raw JSON and syncs the rest', async () => {

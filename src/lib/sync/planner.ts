@@ -118,13 +118,24 @@ export async function plan(ctx: SyncContext, log: Log): Promise<PlanOutcome> {
       );
     throw e;
   }
-  await releaseLease(ctx, owner);
+  // A run that got this far reached the view: a previous run's error is no longer current.
+  await releaseLease(ctx, owner, { clearError: true });
   return outcome;
 }
 
-async function releaseLease(ctx: SyncContext, owner: string): Promise<void> {
+async function releaseLease(
+  ctx: SyncContext,
+  owner: string,
+  o: { clearError?: boolean } = {},
+): Promise<void> {
   await ctx.ledger.updateViewState((s) =>
-    s.leaseOwner === owner ? { leaseOwner: '', leaseUntil: 0 } : undefined,
+    s.leaseOwner === owner
+      ? {
+          leaseOwner: '',
+          leaseUntil: 0,
+          ...(o.clearError && s.lastError ? { lastError: '', lastErrorAt: '' } : {}),
+        }
+      : undefined,
   );
 }
 

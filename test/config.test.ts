@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { ConfigError, loadConfig, registrationSettings } from '../src/lib/config';
+import { localSettings } from '../src/local/local-settings';
 
 const valid = {
   FLOWFINITY_VIEW_URL: 'https://acme.flowfinity.com/api/views/LeadSync',
@@ -89,5 +90,34 @@ describe('configuration', () => {
       controlQueue: 'sync-control',
     });
     expect(() => registrationSettings({ TRANSPORT: 'carrier-pigeon' })).toThrow(/TRANSPORT is invalid/);
+  });
+});
+
+describe('npm start settings', () => {
+  const input = {
+    storageConnectionString: 'azurite-cs',
+    viewUrl: 'http://127.0.0.1:7080/v',
+    username: 'u',
+    password: 'p',
+  };
+  it('uses the embedded defaults and lets any app setting from the environment override them', () => {
+    const s = localSettings(input, {
+      SYNC_MAX_BATCH: '100',
+      FLOWFINITY_VIEW_URL: 'https://real/v',
+      HOME: '/root',
+    });
+    expect(s).toMatchObject({
+      AzureWebJobsStorage: 'azurite-cs',
+      TRANSPORT: 'storagequeue',
+      SYNC_MAX_BATCH: '100',
+    });
+    expect(s.FLOWFINITY_VIEW_URL).toBe('https://real/v');
+    expect(s).not.toHaveProperty('HOME');
+    expect(() => loadConfig(s)).not.toThrow();
+  });
+  it('switches storage to managed identity when only AzureWebJobsStorage__accountName is set', () => {
+    const s = localSettings(input, { AzureWebJobsStorage__accountName: 'syncstore01' });
+    expect(s).not.toHaveProperty('AzureWebJobsStorage');
+    expect(loadConfig(s).storage).toEqual({ kind: 'identity', accountName: 'syncstore01' });
   });
 });

@@ -3,6 +3,8 @@
  * CURSOR_STORE=blob) and the bundled Flowfinity simulator as the view. Values from the
  * environment win, so a user can point `npm start` at a real view or storage account.
  */
+import { settings } from '../lib/config';
+
 export interface LocalSettingsInput {
   storageConnectionString: string;
   viewUrl: string;
@@ -26,11 +28,11 @@ export function localSettings(
     SYNC_SCHEDULE: '*/10 * * * * *',
   };
   const out: Record<string, string> = { ...defaults };
-  for (const [k, v] of Object.entries(env))
-    if (
-      v !== undefined &&
-      (k in defaults || /^(SYNC_|FLOWFINITY_|CURSOR_|TARGET|POISON_|TRANSPORT|ServiceBusConnection)/.test(k))
-    )
-      out[k] = v;
+  for (const name of settings.map((d) => d.name as string)) {
+    const v = env[name];
+    if (v !== undefined && v !== '') out[name] = v;
+  }
+  // Managed identity for storage replaces the local connection string, which would win otherwise.
+  if (env.AzureWebJobsStorage__accountName && !env.AzureWebJobsStorage) delete out.AzureWebJobsStorage;
   return out;
 }

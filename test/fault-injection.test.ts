@@ -47,6 +47,31 @@ describe.each(adapterSets)('over $name', (adapters) => {
   afterAll(async () => {
     await adapters.stop(servers);
   });
+  it('a drain signal that fails on every delivery (dead-lettered) is repaired by the next tick', async () => {
+    const sim = await FlowfinitySimulator.start({ initialRecords: 12, seed: 9 });
+    open.push(sim);
+    // Completion throws on each of the control message's 3 deliveries: it ends in the
+    // poison / dead-letter queue, and only the timer's repair can finish the batch.
+    const faults = faultAt('complete.cursorWrite', () => new Error('cursor store down'), { times: 3 });
+    const p = await new Pipeline({
+      azuriteConnectionString: azurite.connectionString,
+      azure: servers,
+      sim,
+      faults,
+      maxDequeueCount: 3,
+    }).start();
+    open.push(p);
+    await p.tick();
+    await p.settle();
+    expect(faults.fired).toBe(3);
+    expect(await p.ctx.cursor.read()).toBeUndefined();
+    expect(await p.tick()).toMatchObject({ kind: 'repaired-drain' });
+    await p.settle();
+    expect((await p.ctx.ledger.getViewState()).batchesCompleted).toBe(1);
+    expect(await p.diffWithSource()).toEqual([]);
+    expect(p.violations).toEqual([]);
+  });
+
   describe.each([
     ['throws', (p: string) => new Error(`injected failure at ${p}`)],
     ['dies', (p: string) => new SimulatedCrash(p)],

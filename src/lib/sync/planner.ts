@@ -173,16 +173,22 @@ async function inspectBatchInFlight(
   // dispatched or completing
   if (m.done >= m.messageCount) {
     log.warn('batch drained but not completed: re-sending its drain signal', { batchId });
-    await sendDrained(ctx, m);
+    // Its own message id: the first signal's id may still be inside Service Bus's duplicate
+    // detection window (e.g. when that signal was dead-lettered), and completing is idempotent.
+    await sendDrained(ctx, m, `repair-${ctx.now()}`);
     return { kind: 'repaired-drain', batchId };
   }
   return { kind: 'in-flight', batchId, state: m.state, done: m.done, messages: m.messageCount };
 }
 
-export async function sendDrained(ctx: SyncContext, m: Pick<Manifest, 'batchId'>): Promise<void> {
+export async function sendDrained(
+  ctx: SyncContext,
+  m: Pick<Manifest, 'batchId'>,
+  repair?: string,
+): Promise<void> {
   await ctx.transport.send('control', [
     {
-      messageId: `${m.batchId}:drained`,
+      messageId: repair ? `${m.batchId}:drained:${repair}` : `${m.batchId}:drained`,
       kind: 'batch-drained',
       batchId: m.batchId,
       body: { type: 'batch-drained', view: ctx.settings.viewName, batchId: m.batchId },

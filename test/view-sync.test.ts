@@ -155,6 +155,27 @@ describe.each(adapterSets)('over $name', (adapters) => {
       expect(p.target.writes).toBe(30);
     });
 
+    it('quarantines a record too large for one queue message, passes it, and replays it straight to the target', async () => {
+      const s = await sim(5);
+      const p = await pipeline({ sim: s });
+      // Larger than a message on either transport (48 KB storage queue, 200 KB Service Bus).
+      const big = s.insert({ Notes: 'x'.repeat(260_000) });
+      await p.syncUntilQuiet();
+      const q = await p.ctx.quarantine.list();
+      expect(q.map((e) => [e.kind, e.recordId, e.version])).toEqual([
+        ['oversize', big.RecordID, big.lastSubmissionId.toString()],
+      ]);
+      expect(JSON.parse(q[0]!.payload)).toMatchObject({ RecordID: big.RecordID });
+      expect(await p.ctx.cursor.read()).toBe(big.lastSubmissionId);
+      expect(await p.diffWithSource()).toEqual([`leads|${big.RecordID}: missing in target`]);
+
+      expect(await replayQuarantined(p.ctx, 'all', quietLog)).toMatchObject({ failed: [], skipped: [] });
+      await expectInvariants(p);
+      expect(String((await p.targetRecords()).get(`leads|${big.RecordID}`)?.data.Notes)).toHaveLength(
+        260_000,
+      );
+    });
+
     it('never lets an older version overwrite a newer one (out-of-order versions of one record)', async () => {
       const s = await sim(1);
       const p = await pipeline({ sim: s });

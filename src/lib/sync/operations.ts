@@ -4,12 +4,11 @@
  * POISON_POLICY=block, resolving the last blocked entry of a message counts that message in
  * the ledger and unblocks the view, so the batch drains and the cursor moves on.
  */
-import { stateOf } from '../flowfinity/record';
 import { errorText, type Log } from '../log';
 import { targetRecordOf } from './applier';
 import type { SyncContext } from './context';
 import { wireRecordSchema } from './messages';
-import { sendDrained } from './planner';
+import { isDeleted, sendDrained } from './planner';
 import type { StoredQuarantineEntry } from './quarantine';
 
 export interface OperationReport {
@@ -32,11 +31,10 @@ function recordOf(ctx: SyncContext, e: StoredQuarantineEntry) {
   if (e.kind === 'record') return targetRecordOf(ctx.settings.viewName, wireRecordSchema.parse(data));
   // oversize: the payload is the record's fields.
   const fields = data as Record<string, unknown>;
-  const state = stateOf(fields, ctx.settings.stateField);
   return {
     key: `${ctx.settings.viewName}|${e.recordId}`,
     version: BigInt(e.version!),
-    deleted: state !== undefined && ctx.settings.deletedStates.includes(state),
+    deleted: isDeleted(ctx, fields),
     data: fields,
   };
 }

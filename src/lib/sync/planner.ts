@@ -47,13 +47,13 @@ export function wireRecord(
   ctx: SyncContext,
   r: { recordId: string; version: bigint; data: Record<string, unknown> },
 ): WireRecord {
-  const state = stateOf(r.data, ctx.settings.stateField);
-  return {
-    id: r.recordId,
-    v: r.version.toString(),
-    del: state !== undefined && ctx.settings.deletedStates.includes(state),
-    data: r.data,
-  };
+  return { id: r.recordId, v: r.version.toString(), del: isDeleted(ctx, r.data), data: r.data };
+}
+
+/** A record in one of SYNC_DELETED_STATES is applied as a deletion (tombstone). */
+export function isDeleted(ctx: SyncContext, data: Record<string, unknown>): boolean {
+  const state = stateOf(data, ctx.settings.stateField);
+  return state !== undefined && ctx.settings.deletedStates.includes(state);
 }
 
 /** Splits records into messages of at most N records and at most maxBytes of JSON. */

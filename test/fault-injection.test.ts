@@ -47,6 +47,29 @@ describe.each(adapterSets)('over $name', (adapters) => {
   afterAll(async () => {
     await adapters.stop(servers);
   });
+  it('a message whose process dies on every delivery reaches the poison / dead-letter queue and is applied from there', async () => {
+    const sim = await FlowfinitySimulator.start({ initialRecords: 5, seed: 4 });
+    open.push(sim);
+    // One message (5 records); each of its 3 deliveries dies at its first record.
+    const faults = faultAt('apply.record', () => new SimulatedCrash('apply.record'), { times: 3 });
+    const p = await new Pipeline({
+      azuriteConnectionString: azurite.connectionString,
+      azure: servers,
+      sim,
+      faults,
+      maxDequeueCount: 3,
+    }).start();
+    open.push(p);
+    await p.syncUntilQuiet();
+    expect(faults.fired).toBe(3);
+    if (servers) expect(servers.serviceBus.stats.deadLettered).toBeGreaterThan(0);
+    expect(await p.diffWithSource()).toEqual([]);
+    expect(p.target.duplicates()).toEqual([]);
+    expect(p.violations).toEqual([]);
+    expect(await p.ctx.quarantine.count()).toBe(0);
+    expect((await p.ctx.ledger.getViewState()).batchesCompleted).toBe(1);
+  });
+
   it('a drain signal that fails on every delivery (dead-lettered) is repaired by the next tick', async () => {
     const sim = await FlowfinitySimulator.start({ initialRecords: 12, seed: 9 });
     open.push(sim);

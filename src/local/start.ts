@@ -76,6 +76,10 @@ async function main(): Promise<void> {
     console.log(`functions: ${host.functions.map((f) => `${f.name} (${f.triggerType})`).join(', ')}`);
     console.log(`health: ${host.httpUrl}/api/health   schedule: ${config.sync.schedule}   Ctrl-C to stop\n`);
 
+    // A first sync at once, as a timer with runOnStartup would: records flow before the first tick.
+    void host
+      .runTimer('syncTimer')
+      .catch((e) => console.error(`first sync failed: ${e instanceof Error ? e.message : e}`));
     const timer = setInterval(() => void progress(host.httpUrl, sim), 3000);
     stops.push(() => clearInterval(timer));
   } catch (e) {

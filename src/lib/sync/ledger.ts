@@ -260,20 +260,6 @@ export class Ledger {
     }
   }
 
-  /** Counts markers (the truth the manifest counter must agree with). */
-  async countMarkers(batchId: string): Promise<number> {
-    let n = 0;
-    const pk = batchPk(this.view, batchId);
-    for await (const _ of this.table.listEntities({
-      queryOptions: {
-        filter: `PartitionKey eq '${pk}' and RowKey ge 'msg|' and RowKey lt 'msg}'`,
-        select: ['RowKey'],
-      },
-    }))
-      n++;
-    return n;
-  }
-
   async isMarked(batchId: string, chunk: number): Promise<boolean> {
     try {
       await this.table.getEntity(batchPk(this.view, batchId), markerRk(chunk), {

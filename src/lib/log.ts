@@ -5,6 +5,8 @@ export interface Log {
   error(message: string, props?: Record<string, unknown>): void;
 }
 
+export const silentLog: Log = { info() {}, warn() {}, error() {} };
+
 export const consoleLog: Log = {
   info: (m, p) => console.log(m, p ?? ''),
   warn: (m, p) => console.warn(m, p ?? ''),

@@ -146,6 +146,13 @@ export const settings = [
     schema: int(15, 3600),
   },
   {
+    name: 'SYNC_STALL_SECONDS',
+    description:
+      'A batch in flight that makes no progress this long is abandoned and re-planned (a message lost outside the pipeline).',
+    default: '1800',
+    schema: int(60, 86_400),
+  },
+  {
     name: 'POISON_POLICY',
     description: '`quarantine`: store the poison record and go on; `block`: stop the view and alert.',
     default: 'quarantine',
@@ -274,6 +281,7 @@ export interface Config {
     deletedStates: string[];
     maxAttempts: number;
     planLeaseSeconds: number;
+    stallSeconds: number;
     poisonPolicy: 'quarantine' | 'block';
   };
   storage: StorageAccess;
@@ -378,6 +386,7 @@ export function loadConfig(env: Env = process.env): Config {
       deletedStates: v('SYNC_DELETED_STATES'),
       maxAttempts: v('SYNC_MAX_ATTEMPTS'),
       planLeaseSeconds: v('SYNC_PLAN_LEASE_SECONDS'),
+      stallSeconds: v('SYNC_STALL_SECONDS'),
       poisonPolicy: v('POISON_POLICY'),
     },
     storage,

@@ -331,6 +331,8 @@ export class ModelWorld {
 // ---- one schedule ---------------------------------------------------------------------------
 
 const LEASE_SECONDS = 60;
+/** SYNC_STALL_SECONDS of the model; quiesce lets this much time pass between its rounds. */
+const STALL_SECONDS = 60;
 /**
  * A deadlock net: an operation of the model never needs this long (everything is local). Not a
  * performance bound: on a starved 2-core machine (seen: a CI run beside `npm run test:long`)
@@ -435,6 +437,7 @@ class ScheduleRun {
       FLOWFINITY_USERNAME: sim.username,
       FLOWFINITY_PASSWORD: sim.password,
       FLOWFINITY_MAX_RETRIES: '0',
+      SYNC_STALL_SECONDS: String(STALL_SECONDS),
       FLOWFINITY_TIMEOUT_MS: '10000',
       AzureWebJobsStorage: connectionString,
       TRANSPORT: 'storagequeue',
@@ -852,6 +855,9 @@ class ScheduleRun {
     for (const m of this.queue) m.lockedBy = undefined;
 
     for (let round = 0; round < 40; round++) {
+      // Time passes between rounds: a batch stuck on a message lost outside the pipeline (dead-
+      // lettered from the poison queue) is abandoned by the stall watch and re-planned.
+      if (round > 0) this.clock += (STALL_SECONDS + 1) * 1000;
       // Late commits land after the first round, so the cursor has usually passed their ids.
       if (round === 1) while (this.lateCommits.length) await this.commitLate(this.lateCommits.shift()!);
       const writesBefore = this.recording.writes;

@@ -51,6 +51,10 @@ export interface ViewState {
   lastCompletedBatchId?: string;
   recordsSynced: number;
   batchesCompleted: number;
+  /** Progress watch of the batch in flight: its done count when last seen changing, and when. */
+  progressBatchId?: string;
+  progressDone?: number;
+  progressAt?: number;
   etag: string;
 }
 
@@ -92,6 +96,9 @@ function toViewState(e: TableEntityResult<Row>): ViewState {
     lastCompletedBatchId: opt('lastCompletedBatchId'),
     recordsSynced: Number(e.recordsSynced ?? 0),
     batchesCompleted: Number(e.batchesCompleted ?? 0),
+    progressBatchId: opt('progressBatchId'),
+    progressDone: e.progressDone === undefined ? undefined : Number(e.progressDone),
+    progressAt: e.progressAt ? Number(e.progressAt) : undefined,
     etag: e.etag,
   };
 }

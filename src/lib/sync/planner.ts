@@ -178,6 +178,29 @@ async function inspectBatchInFlight(
     await sendDrained(ctx, m, `repair-${ctx.now()}`);
     return { kind: 'repaired-drain', batchId };
   }
+  // Stall watch: a message lost outside the pipeline (e.g. a storage queue's `-poison-poison`)
+  // would hold the batch forever. Without progress for SYNC_STALL_SECONDS, abandon it and
+  // re-plan from the same cursor: nothing was moved past, and re-applied versions are skipped.
+  if (state.progressBatchId !== batchId || state.progressDone !== m.done) {
+    await ctx.ledger.updateViewState(() => ({
+      progressBatchId: batchId,
+      progressDone: m.done,
+      progressAt: ctx.now(),
+    }));
+  } else if (ctx.now() - (state.progressAt ?? ctx.now()) > ctx.settings.stallSeconds * 1000) {
+    if (await ctx.ledger.transition(m, 'abandoned')) {
+      log.error('batch made no progress; abandoned and re-planned from the same cursor', {
+        batchId,
+        done: m.done,
+        messages: m.messageCount,
+        stalledSeconds: Math.round((ctx.now() - (state.progressAt ?? 0)) / 1000),
+      });
+      await ctx.ledger.updateViewState((s) =>
+        s.currentBatchId === batchId ? { currentBatchId: '' } : undefined,
+      );
+      return undefined;
+    }
+  }
   return { kind: 'in-flight', batchId, state: m.state, done: m.done, messages: m.messageCount };
 }
 

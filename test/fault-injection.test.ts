@@ -6,7 +6,7 @@
  * decreased nor passed an unapplied record.
  */
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { SimulatedCrash, type FaultPoint } from '../src/lib/faults';
+import { SimulatedCrash, type FaultPoint, type Faults } from '../src/lib/faults';
 import { startAzurite, type AzuriteInstance } from '../src/local/azurite';
 import { adapterSets } from './support/adapters';
 import { FlowfinitySimulator } from '../src/local/flowfinity-simulator';
@@ -24,6 +24,20 @@ afterEach(async () => {
 afterAll(async () => {
   await azurite?.stop();
 });
+
+/** A pipeline over the current adapter set, stopped after the test. */
+async function startPipeline(sim: FlowfinitySimulator, faults: Faults, env: Record<string, string> = {}) {
+  const p = await new Pipeline({
+    azuriteConnectionString: azurite.connectionString,
+    azure: servers,
+    sim,
+    faults,
+    maxDequeueCount: 3,
+    env,
+  }).start();
+  open.push(p);
+  return p;
+}
 
 // 40 records, 5 per message, batches of 25: two batches (the first full, so it re-polls).
 const cases: { point: FaultPoint; nth?: number }[] = [
@@ -52,14 +66,7 @@ describe.each(adapterSets)('over $name', (adapters) => {
     open.push(sim);
     // One message (5 records); each of its 3 deliveries dies at its first record.
     const faults = faultAt('apply.record', () => new SimulatedCrash('apply.record'), { times: 3 });
-    const p = await new Pipeline({
-      azuriteConnectionString: azurite.connectionString,
-      azure: servers,
-      sim,
-      faults,
-      maxDequeueCount: 3,
-    }).start();
-    open.push(p);
+    const p = await startPipeline(sim, faults);
     await p.syncUntilQuiet();
     expect(faults.fired).toBe(3);
     if (servers) expect(servers.serviceBus.stats.deadLettered).toBeGreaterThan(0);
@@ -76,14 +83,7 @@ describe.each(adapterSets)('over $name', (adapters) => {
     // Completion throws on each of the control message's 3 deliveries: it ends in the
     // poison / dead-letter queue, and only the timer's repair can finish the batch.
     const faults = faultAt('complete.cursorWrite', () => new Error('cursor store down'), { times: 3 });
-    const p = await new Pipeline({
-      azuriteConnectionString: azurite.connectionString,
-      azure: servers,
-      sim,
-      faults,
-      maxDequeueCount: 3,
-    }).start();
-    open.push(p);
+    const p = await startPipeline(sim, faults);
     await p.tick();
     await p.settle();
     expect(faults.fired).toBe(3);
@@ -105,14 +105,11 @@ describe.each(adapterSets)('over $name', (adapters) => {
         const sim = await FlowfinitySimulator.start({ initialRecords: 40, seed: 3 });
         open.push(sim);
         const faults = faultAt(point, () => make(point), { nth: nth ?? 1 });
-        const p = await new Pipeline({
-          azuriteConnectionString: azurite.connectionString,
-          azure: servers,
-          sim,
-          faults,
-          env: { SYNC_MAX_BATCH: '25', SYNC_RECORDS_PER_MESSAGE: '5', SYNC_PLAN_LEASE_SECONDS: '30' },
-        }).start();
-        open.push(p);
+        const p = await startPipeline(sim, faults, {
+          SYNC_MAX_BATCH: '25',
+          SYNC_RECORDS_PER_MESSAGE: '5',
+          SYNC_PLAN_LEASE_SECONDS: '30',
+        });
 
         // plan.send hit 2 needs a second send group: 25 records / 5 = 5 messages, one group. Use
         // a change arriving mid-run instead so that the second batch's send is hit.

@@ -4,7 +4,7 @@
  */
 import type { ContainerClient } from '@azure/storage-blob';
 import type { CompareAndSetResult, CursorStore } from '../sync/ports';
-import { formatCursorText, parseCursorText } from './text';
+import { formatCursorText, parseCursorText, streamToString } from './text';
 
 const isStatus = (e: unknown, ...codes: number[]) =>
   typeof e === 'object' && e !== null && codes.includes((e as { statusCode?: number }).statusCode ?? -1);
@@ -55,11 +55,4 @@ export class BlobCursorStore implements CursorStore {
       throw e;
     }
   }
-}
-
-async function streamToString(stream: NodeJS.ReadableStream | undefined): Promise<string> {
-  if (!stream) return '';
-  const chunks: Buffer[] = [];
-  for await (const c of stream) chunks.push(Buffer.isBuffer(c) ? c : Buffer.from(c as string));
-  return Buffer.concat(chunks).toString('utf8');
 }

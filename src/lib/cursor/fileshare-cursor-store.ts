@@ -60,7 +60,7 @@ import { randomUUID } from 'node:crypto';
 import { ShareServiceClient, type ShareClient, type ShareFileClient } from '@azure/storage-file-share';
 import type { CompareAndSetResult, CursorStore } from '../sync/ports';
 import { azureCredential } from '../storage/clients';
-import { formatCursorText, parseCursorText } from './text';
+import { formatCursorText, parseCursorText, streamToString } from './text';
 
 export const DEFAULT_STALE_LEASE_MS = 60_000;
 const STAMP_KEY = 'syncbridgeleaseat';
@@ -315,13 +315,6 @@ export class FileShareCursorStore implements CursorStore {
       throw e;
     }
   }
-}
-
-async function streamToString(stream: NodeJS.ReadableStream | undefined): Promise<string> {
-  if (!stream) return '';
-  const chunks: Buffer[] = [];
-  for await (const c of stream) chunks.push(Buffer.isBuffer(c) ? c : Buffer.from(c as string));
-  return Buffer.concat(chunks).toString('utf8');
 }
 
 export interface FileShareCursorStoreSettings extends FileShareCursorStoreOptions {

@@ -10,3 +10,11 @@ export function parseCursorText(text: string, where: string): bigint | undefined
 }
 
 export const formatCursorText = (v: bigint): string => v.toString();
+
+/** Reads a downloaded body (the SDKs hand over a Node stream) as UTF-8 text. */
+export async function streamToString(stream: NodeJS.ReadableStream | undefined): Promise<string> {
+  if (!stream) return '';
+  const chunks: Buffer[] = [];
+  for await (const c of stream) chunks.push(Buffer.isBuffer(c) ? c : Buffer.from(c as string));
+  return Buffer.concat(chunks).toString('utf8');
+}

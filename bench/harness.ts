@@ -22,7 +22,7 @@ import type {
   CursorStore,
   TargetRecord,
   TargetSystem,
-} from '../src/lib/sync/ports';
+} from '../src/lib/ports';
 import { TableTarget } from '../src/lib/targets/table-target';
 import type { FlowfinitySimulator } from '../src/local/flowfinity-simulator';
 import { StorageQueueDriver } from '../src/local/host/storage-queue-driver';

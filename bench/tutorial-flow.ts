@@ -23,7 +23,7 @@
 import type { ContainerClient } from '@azure/storage-blob';
 import { stateOf } from '../src/lib/flowfinity/record';
 import { targetRecordOf } from '../src/lib/sync/applier';
-import type { TargetSystem } from '../src/lib/sync/ports';
+import type { TargetSystem } from '../src/lib/ports';
 
 export interface TutorialFlowOptions {
   viewUrl: string;

@@ -10,7 +10,8 @@
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { ConfigError, loadConfig } from './lib/config';
-import { consoleLog, errorText } from './lib/log';
+import { errorText } from './lib/errors';
+import { consoleLog } from './lib/log';
 import { createServices } from './lib/services';
 import { healthReport } from './lib/sync/health';
 import { discardQuarantined, replayQuarantined } from './lib/sync/operations';

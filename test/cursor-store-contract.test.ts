@@ -14,7 +14,7 @@ import {
   type FileShareCursorStoreOptions,
 } from '../src/lib/cursor/fileshare-cursor-store';
 import { startAzurite, type AzuriteInstance } from '../src/local/azurite';
-import type { CompareAndSetResult, CursorStore } from '../src/lib/sync/ports';
+import type { CompareAndSetResult, CursorStore } from '../src/lib/ports';
 import { startAzureFilesServer, type AzureFilesServer } from './support/azure-files-server';
 
 const FILE_NAME = 'lastSubmissionId.txt';

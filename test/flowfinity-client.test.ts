@@ -11,7 +11,8 @@ import {
   parseRetryAfter,
   type ViewClientOptions,
 } from '../src/lib/flowfinity/view-client';
-import { ViewError, type ViewItem } from '../src/lib/flowfinity/view-source';
+import { AppError } from '../src/lib/errors';
+import type { ViewItem } from '../src/lib/ports';
 import { FlowfinitySimulator, type SimulatorOptions } from '../src/local/flowfinity-simulator';
 
 const cleanups: (() => Promise<void>)[] = [];
@@ -49,13 +50,13 @@ async function collect(items: AsyncIterable<ViewItem>): Promise<ViewItem[]> {
 
 const records = (items: ViewItem[]) => items.flatMap((i) => (i.kind === 'record' ? [i.record] : []));
 
-async function failure(p: Promise<unknown>): Promise<ViewError> {
+async function failure(p: Promise<unknown>): Promise<AppError> {
   const e = await p.then(
     () => undefined,
     (err: unknown) => err,
   );
-  expect(e).toBeInstanceOf(ViewError);
-  return e as ViewError;
+  expect(e).toBeInstanceOf(AppError);
+  return e as AppError;
 }
 
 async function until(cond: () => boolean, timeoutMs = 5_000): Promise<void> {
@@ -106,10 +107,10 @@ describe('FlowfinityViewClient against the view simulator', () => {
   it('asks only for records newer than previouslastsubmissionid', async () => {
     const sim = await simulator();
     sim.insertMany(10);
-    const got = records(await collect(clientFor(sim).query({ previousLastSubmissionId: 1006n })));
+    const got = records(await collect(clientFor(sim).query({ previouslastsubmissionid: 1006n })));
     expect(sim.stats.lastQuery?.get('previouslastsubmissionid')).toBe('1006');
     expect(got.map((r) => r.version)).toEqual([1007n, 1008n, 1009n]);
-    expect(await collect(clientFor(sim).query({ previousLastSubmissionId: 1009n }))).toEqual([]);
+    expect(await collect(clientFor(sim).query({ previouslastsubmissionid: 1009n }))).toEqual([]);
   });
 
   it.each(['number', 'string'] as const)(
@@ -127,7 +128,7 @@ describe('FlowfinityViewClient against the view simulator', () => {
         9007199254740995n,
       ]);
       const newer = records(
-        await collect(clientFor(sim).query({ previousLastSubmissionId: 9007199254740992n })),
+        await collect(clientFor(sim).query({ previouslastsubmissionid: 9007199254740992n })),
       );
       expect(sim.stats.lastQuery?.get('previouslastsubmissionid')).toBe('9007199254740992');
       expect(newer.map((r) => r.version)).toEqual([9007199254740993n, 9007199254740994n, 9007199254740995n]);
@@ -147,8 +148,8 @@ describe('FlowfinityViewClient against the view simulator', () => {
     const sim = await simulator();
     sim.faults.failNext(10, 502);
     const e = await failure(collect(clientFor(sim, { maxRetries: 2 }).query({})));
-    expect(e.kind).toBe('unavailable');
-    expect(e.status).toBe(502);
+    expect(e.kind).toBe('transient');
+    expect(e.upstreamStatus).toBe(502);
     expect(e.message).toContain('502');
     expect(sim.stats.requests).toBe(3);
   });
@@ -169,7 +170,7 @@ describe('FlowfinityViewClient against the view simulator', () => {
     const sim = await simulator();
     sim.faults.failNext(5, 503, 3600);
     const e = await failure(collect(clientFor(sim).query({})));
-    expect(e.kind).toBe('unavailable');
+    expect(e.kind).toBe('transient');
     expect(e.message).toMatch(/retry after 3600 s/);
     expect(sim.stats.requests).toBe(1);
   });
@@ -187,7 +188,7 @@ describe('FlowfinityViewClient against the view simulator', () => {
     const sim = await simulator();
     sim.faults.hangNext(10);
     const e = await failure(collect(clientFor(sim, { timeoutMs: 200, maxRetries: 1 }).query({})));
-    expect(e.kind).toBe('unavailable');
+    expect(e.kind).toBe('transient');
     expect(e.message).toMatch(/timed out after 200 ms/);
     expect(sim.stats.requests).toBe(2);
   });
@@ -208,7 +209,7 @@ describe('FlowfinityViewClient against the view simulator', () => {
     const password = over.password ?? sim.password;
     const e = await failure(collect(clientFor(sim, over).query({})));
     expect(e.kind).toBe('configuration');
-    expect(e.status).toBe(status);
+    expect(e.upstreamStatus).toBe(status);
     expect(e.message).toContain(String(status));
     expect(e.message).toContain(setting);
     expect(e.message).not.toContain(password);
@@ -280,7 +281,7 @@ describe('FlowfinityViewClient against the view simulator', () => {
         for await (const item of clientFor(sim).query({})) seen.push(item);
       })(),
     );
-    expect(e.kind).toBe('unavailable');
+    expect(e.kind).toBe('transient');
     expect(seen.length).toBeLessThan(10);
     expect(sim.stats.requests).toBe(1); // no retry once records were handed out
   });
@@ -306,7 +307,7 @@ describe('FlowfinityViewClient against the view simulator', () => {
       res.end(body);
     });
     const e = await failure(collect(clientFor({ viewUrl: url, username: 'u', password: 'p' }).query({})));
-    expect(e.kind).toBe('protocol');
+    expect(e.kind).toBe('validation');
     expect(requests).toBe(1);
   });
 

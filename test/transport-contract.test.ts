@@ -7,7 +7,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { startAzurite, type AzuriteInstance } from '../src/local/azurite';
 import { createServiceBusDriver } from '../src/local/host/servicebus-driver';
 import type { TriggerDriver } from '../src/local/host/driver';
-import type { OutgoingMessage, QueueRole, Transport } from '../src/lib/sync/ports';
+import type { OutgoingMessage, Transport } from '../src/lib/ports';
 import { ServiceBusTransport } from '../src/lib/transport/servicebus-transport';
 import { StorageQueueTransport } from '../src/lib/transport/storage-queue-transport';
 import { startServiceBusServer, type ServiceBusTestServer } from './support/servicebus-server';
@@ -18,11 +18,11 @@ interface Arrived {
 
 interface TransportUnderTest {
   transport: Transport;
-  queues: Record<QueueRole, string>;
+  queues: TestQueues;
   /** Everything that arrived on the queue so far, in arrival order (consumes it). */
-  readBack(role: QueueRole): Promise<Arrived[]>;
+  readBack(role: keyof TestQueues): Promise<Arrived[]>;
   /** Sends/requests the medium saw for the queue, when the fixture can tell. */
-  requests?(role: QueueRole): number;
+  requests?(role: keyof TestQueues): number;
 }
 
 interface ContractSubject {
@@ -36,7 +36,8 @@ interface ContractSubject {
 }
 
 let queueSeq = 0;
-const uniqueQueues = (): Record<QueueRole, string> => {
+type TestQueues = Record<'records' | 'control', string>;
+const uniqueQueues = (): TestQueues => {
   const tag = `${Date.now().toString(36)}-${++queueSeq}`;
   return { records: `rec-${tag}`, control: `ctl-${tag}` };
 };
@@ -166,7 +167,7 @@ transportContract('StorageQueueTransport (Azurite)', {
 let sbServer: ServiceBusTestServer | undefined;
 const fastRetry = { retryOptions: { retryDelayInMs: 20, maxRetryDelayInMs: 100, maxRetries: 3 } };
 
-function serviceBusTransport(queues: Record<QueueRole, string>): ServiceBusTransport {
+function serviceBusTransport(queues: TestQueues): ServiceBusTransport {
   return new ServiceBusTransport({
     access: { kind: 'connectionString', connectionString: sbServer!.connectionString },
     queues,

@@ -5,13 +5,8 @@
  * unapplied record.
  */
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import {
-  PermanentError,
-  type OutgoingMessage,
-  type QueueRole,
-  type TargetSystem,
-  type Transport,
-} from '../src/lib/sync/ports';
+import { PermanentError } from '../src/lib/errors';
+import { type OutgoingMessage, type QueueRole, type TargetSystem, type Transport } from '../src/lib/ports';
 import { healthReport } from '../src/lib/sync/health';
 import { replayQuarantined } from '../src/lib/sync/operations';
 import { startAzurite, type AzuriteInstance } from '../src/local/azurite';
@@ -103,7 +98,10 @@ describe.each(adapterSets)('over $name', (adapters) => {
     it('applies every message once when each is delivered twice, and in reverse order', async () => {
       const s = await sim(60);
       class DuplicatingReversingTransport implements Transport {
-        constructor(private readonly inner: Transport) {}
+        readonly maxMessageBytes: number;
+        constructor(private readonly inner: Transport) {
+          this.maxMessageBytes = inner.maxMessageBytes;
+        }
         async send(queue: QueueRole, messages: OutgoingMessage[]) {
           const reversed = [...messages].reverse();
           await this.inner.send(queue, [...reversed, ...reversed]);
@@ -203,10 +201,10 @@ describe.each(adapterSets)('over $name', (adapters) => {
 
       s.insert();
       s.faults.failNext(10, 500);
-      await expect(p.tick()).rejects.toMatchObject({ name: 'ViewError', kind: 'unavailable' });
+      await expect(p.tick()).rejects.toMatchObject({ name: 'TransientError', kind: 'transient' });
       expect((await p.ctx.ledger.getViewState()).leaseOwner).toBeUndefined();
       // What the timer function does with a failed run: health reports it until a run succeeds.
-      await p.ctx.ledger.recordError('plan failed: ViewError: view unavailable', new Date());
+      await p.ctx.ledger.recordError('plan failed: TransientError: view unavailable', new Date());
       expect((await healthReport(p.ctx)).status).toBe('degraded');
       s.faults.failNext(0);
       s.faults.hangNext(1);

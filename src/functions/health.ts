@@ -1,7 +1,7 @@
 /** GET /api/health: cursor, batch in flight with progress, quarantine count, last error. */
 import { app } from '@azure/functions';
 import { ConfigError } from '../lib/config';
-import { errorText } from '../lib/log';
+import { errorText } from '../lib/errors';
 import { getServices } from '../lib/services';
 import { healthReport } from '../lib/sync/health';
 import { contextLog } from './shared/invocation';

@@ -1,7 +1,7 @@
 /** Timer: plans the next batch of the view (or reports / repairs the batch in flight). */
 import { app } from '@azure/functions';
 import { registrationSettings } from '../lib/config';
-import { errorText } from '../lib/log';
+import { errorText } from '../lib/errors';
 import { getServices } from '../lib/services';
 import { plan } from '../lib/sync/planner';
 import { contextLog } from './shared/invocation';

@@ -4,6 +4,9 @@
  * README's configuration table and infra/ app settings; test/settings-consistency.test.ts checks they agree.
  */
 import { z } from 'zod';
+import { ConfigError } from './errors';
+
+export { ConfigError };
 
 export interface SettingDefinition {
   name: string;
@@ -301,13 +304,6 @@ export interface Config {
     serviceBus?: ServiceBusAccess;
   };
   target: { kind: 'table'; tableName: string };
-}
-
-export class ConfigError extends Error {
-  constructor(readonly problems: string[]) {
-    super(`Invalid configuration:\n${problems.map((p) => `  - ${p}`).join('\n')}`);
-    this.name = 'ConfigError';
-  }
 }
 
 type Env = Record<string, string | undefined>;

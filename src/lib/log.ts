@@ -1,9 +1,7 @@
-/** The logging port: the Functions context in production, a console or a collector elsewhere. */
-export interface Log {
-  info(message: string, props?: Record<string, unknown>): void;
-  warn(message: string, props?: Record<string, unknown>): void;
-  error(message: string, props?: Record<string, unknown>): void;
-}
+/** Log implementations for the logging port (ports.ts): silent, and the console. */
+import type { Log } from './ports';
+
+export type { Log };
 
 export const silentLog: Log = { info() {}, warn() {}, error() {} };
 
@@ -12,6 +10,3 @@ export const consoleLog: Log = {
   warn: (m, p) => console.warn(m, p ?? ''),
   error: (m, p) => console.error(m, p ?? ''),
 };
-
-/** An error's message without its stack, for logs and stored state. */
-export const errorText = (e: unknown): string => (e instanceof Error ? `${e.name}: ${e.message}` : String(e));

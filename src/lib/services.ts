@@ -9,18 +9,14 @@ import { BlobCursorStore } from './cursor/blob-cursor-store';
 import { fileShareCursorStore } from './cursor/fileshare-cursor-store';
 import { noFaults, type Faults } from './faults';
 import { FlowfinityViewClient } from './flowfinity/view-client';
-import type { ViewSource } from './flowfinity/view-source';
 import { blobServiceClient, queueServiceClient, tableClient } from './storage/clients';
 import type { SyncContext } from './sync/context';
 import { Ledger } from './sync/ledger';
-import type { CursorStore, TargetReader, TargetSystem, Transport } from './sync/ports';
+import type { CursorStore, TargetReader, TargetSystem, Transport, ViewSource } from './ports';
 import { Quarantine } from './sync/quarantine';
 import { TableTarget } from './targets/table-target';
 import { ServiceBusTransport } from './transport/servicebus-transport';
-import { STORAGE_QUEUE_MAX_JSON_BYTES, StorageQueueTransport } from './transport/storage-queue-transport';
-
-/** JSON budget of one Service Bus message (Standard tier: 256 KB including headers). */
-const SERVICE_BUS_MAX_JSON_BYTES = 200 * 1024;
+import { StorageQueueTransport } from './transport/storage-queue-transport';
 
 export interface Services {
   config: Config;
@@ -76,8 +72,7 @@ export function createServices(config: Config, o: ServiceOverrides = {}): Servic
   const ctx: SyncContext = {
     settings: {
       ...config.sync,
-      maxMessageBytes:
-        config.transport.kind === 'servicebus' ? SERVICE_BUS_MAX_JSON_BYTES : STORAGE_QUEUE_MAX_JSON_BYTES,
+      maxMessageBytes: transport.maxMessageBytes,
     },
     view:
       o.view ??

@@ -34,15 +34,15 @@ import { handleControlMessage } from '../../src/lib/sync/completer';
 import type { SyncContext } from '../../src/lib/sync/context';
 import { healthReport } from '../../src/lib/sync/health';
 import { plan, type PlanOutcome } from '../../src/lib/sync/planner';
+import { PermanentError } from '../../src/lib/errors';
 import {
-  PermanentError,
   type ApplyOutcome,
   type OutgoingMessage,
   type QueueRole,
   type TargetRecord,
   type TargetSystem,
   type Transport,
-} from '../../src/lib/sync/ports';
+} from '../../src/lib/ports';
 import { TableTarget } from '../../src/lib/targets/table-target';
 import { startAzurite, type AzuriteInstance } from '../../src/local/azurite';
 import { FlowfinitySimulator } from '../../src/local/flowfinity-simulator';
@@ -556,7 +556,7 @@ class ScheduleRun {
       if (role === 'records' && m.batchId) this.sentBatches.add(m.batchId);
       this.queue.push({
         seq: this.seq++,
-        queue: role,
+        queue: role as 'records' | 'control',
         messageId: m.messageId,
         batchId: m.batchId,
         text: JSON.stringify(m.body),
@@ -1036,6 +1036,7 @@ class ModelFaults implements Faults {
 }
 
 class ModelTransport implements Transport {
+  readonly maxMessageBytes = 48 * 1024;
   constructor(private readonly run: ScheduleRun) {}
   async send(queue: QueueRole, messages: OutgoingMessage[]): Promise<void> {
     this.run.send(queue, messages);

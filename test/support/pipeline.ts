@@ -23,7 +23,7 @@ import type {
   CursorStore,
   TargetRecord,
   TargetSystem,
-} from '../../src/lib/sync/ports';
+} from '../../src/lib/ports';
 import { TableTarget } from '../../src/lib/targets/table-target';
 import { tableClient } from '../../src/lib/storage/clients';
 import { StorageQueueDriver } from '../../src/local/host/storage-queue-driver';

@@ -3,11 +3,11 @@
  * write is conditional on it (If-Match), or on the blob not existing (If-None-Match: *).
  */
 import type { ContainerClient } from '@azure/storage-blob';
-import type { CompareAndSetResult, CursorStore } from '../sync/ports';
+import { statusOf } from '../errors';
+import type { CompareAndSetResult, CursorStore } from '../ports';
 import { formatCursorText, parseCursorText, streamToString } from './text';
 
-const isStatus = (e: unknown, ...codes: number[]) =>
-  typeof e === 'object' && e !== null && codes.includes((e as { statusCode?: number }).statusCode ?? -1);
+const isStatus = (e: unknown, ...codes: number[]) => codes.includes(statusOf(e) ?? -1);
 
 export class BlobCursorStore implements CursorStore {
   private ensured = false;

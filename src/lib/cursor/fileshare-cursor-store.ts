@@ -58,7 +58,8 @@
  */
 import { randomUUID } from 'node:crypto';
 import { ShareServiceClient, type ShareClient, type ShareFileClient } from '@azure/storage-file-share';
-import type { CompareAndSetResult, CursorStore } from '../sync/ports';
+import { serviceErrorCodeOf as errorCodeOf, statusOf } from '../errors';
+import type { CompareAndSetResult, CursorStore } from '../ports';
 import { azureCredential } from '../storage/clients';
 import { formatCursorText, parseCursorText, streamToString } from './text';
 
@@ -89,13 +90,6 @@ interface Snapshot {
 
 type LeasedOutcome = CompareAndSetResult | 'lease-lost';
 
-const statusOf = (e: unknown) =>
-  typeof e === 'object' && e !== null ? (e as { statusCode?: number }).statusCode : undefined;
-const errorCodeOf = (e: unknown): string | undefined => {
-  if (typeof e !== 'object' || e === null) return undefined;
-  const x = e as { details?: { errorCode?: string }; code?: string };
-  return x.details?.errorCode ?? x.code;
-};
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 /** The cursor text without what a concurrent resize or a shrink may leave around it. */

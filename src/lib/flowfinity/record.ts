@@ -6,6 +6,9 @@
  * the streaming parser keeps number tokens as text for that reason.)
  */
 import { z } from 'zod';
+import type { SourceRecord } from '../ports';
+
+export type { SourceRecord };
 
 const idText = z.union([z.string(), z.number(), z.bigint()]).transform((v, ctx) => {
   const s = String(v).trim();
@@ -19,25 +22,16 @@ const idText = z.union([z.string(), z.number(), z.bigint()]).transform((v, ctx) 
   return BigInt(s);
 });
 
-export const wireRecordSchema = z.looseObject({
+export const viewRecordSchema = z.looseObject({
   RecordID: z.union([z.string().min(1), z.number().int().nonnegative()]).transform((v) => String(v)),
   lastSubmissionId: idText,
 });
-
-export interface SourceRecord {
-  /** RecordID exactly as sent (zero padding kept). */
-  recordId: string;
-  /** lastSubmissionId: the record version. */
-  version: bigint;
-  /** Every field as received. */
-  data: Record<string, unknown>;
-}
 
 export type ParseResult = { ok: true; record: SourceRecord } | { ok: false; error: string };
 
 /** Validates one raw record object from the view. */
 export function parseSourceRecord(raw: unknown): ParseResult {
-  const r = wireRecordSchema.safeParse(raw);
+  const r = viewRecordSchema.safeParse(raw);
   if (!r.success) {
     return {
       ok: false,

@@ -4,11 +4,13 @@
  * - GET <viewUrl>?onbehalfof=<user>[&previouslastsubmissionid=<n>] with HTTP Basic auth; the
  *   parameter is omitted on the first run (the view then returns every record).
  * - One timeout covers the whole attempt: headers and body. The caller's signal aborts too; a
- *   caller abort is rethrown as the signal's reason, not wrapped in a ViewError.
+ *   caller abort is rethrown as the signal's reason, not wrapped in an AppError.
+ * - View parameters (`previouslastsubmissionid`, a roster view's `reference`, ...) become query
+ *   parameters; an undefined value is left out (the sync view then returns every record).
  * - Retries (exponential backoff with full jitter) on network errors, timeouts, 408, 429 and 5xx,
  *   honouring Retry-After on 429/503; a Retry-After beyond `maxRetryAfterMs` ends the retries.
  *   Only until the first element has been read: once items were yielded, a failure is thrown as
- *   ViewError('unavailable') and the caller discards the partial batch.
+ *   TransientError and the caller discards the partial batch.
  * - The body is parsed as a stream (see json-stream.ts): numbers stay strings, so ids beyond 2^53
  *   keep every digit. Each element goes through parseSourceRecord; an invalid one is yielded as
  *   `malformed` with its raw JSON, never dropped.
@@ -19,9 +21,10 @@ import { Readable } from 'node:stream';
 import type { ReadableStream as NodeReadableStream } from 'node:stream/web';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { backOff } from 'exponential-backoff';
+import { ConfigError, TransientError, ValidationError, type AppError } from '../errors';
+import type { ViewItem, ViewParams, ViewSource } from '../ports';
 import { parseSourceRecord } from './record';
 import { jsonArrayElements, JsonArrayProtocolError, type JsonArrayElement } from './json-stream';
-import { ViewError, type ViewItem, type ViewQuery, type ViewSource } from './view-source';
 
 export interface ViewClientOptions {
   viewUrl: string;
@@ -45,7 +48,7 @@ export interface ViewClientOptions {
 export const MAX_MALFORMED_RAW_BYTES = 32 * 1024;
 const BODY_EXCERPT_CHARS = 200;
 
-/** A failure worth another attempt. Internal: turned into ViewError('unavailable') at the end. */
+/** A failure worth another attempt. Internal: turned into a TransientError at the end. */
 class RetryableFailure extends Error {
   constructor(
     message: string,
@@ -82,8 +85,8 @@ export class FlowfinityViewClient implements ViewSource {
     this.where = `${u.origin}${u.pathname}`;
   }
 
-  async *query(q: ViewQuery, signal?: AbortSignal): AsyncGenerator<ViewItem, void, undefined> {
-    const url = this.buildUrl(q);
+  async *query(params: ViewParams, signal?: AbortSignal): AsyncGenerator<ViewItem, void, undefined> {
+    const url = this.buildUrl(params);
     const open = await this.openWithRetries(url, signal);
     let yielded = 0;
     try {
@@ -102,11 +105,14 @@ export class FlowfinityViewClient implements ViewSource {
     }
   }
 
-  private buildUrl(q: ViewQuery): URL {
+  /** The view URL with `onbehalfof` and one query parameter per view parameter (undefined: left out). */
+  private buildUrl(params: ViewParams): URL {
     const url = new URL(this.o.viewUrl);
     url.searchParams.set('onbehalfof', this.o.onBehalfOf);
-    if (q.previousLastSubmissionId === undefined) url.searchParams.delete('previouslastsubmissionid');
-    else url.searchParams.set('previouslastsubmissionid', q.previousLastSubmissionId.toString());
+    for (const [name, value] of Object.entries(params)) {
+      if (value === undefined) url.searchParams.delete(name);
+      else url.searchParams.set(name, value.toString());
+    }
     return url;
   }
 
@@ -145,11 +151,10 @@ export class FlowfinityViewClient implements ViewSource {
           retryAfterTooLong !== undefined
             ? `the view asked to retry after ${Math.ceil(retryAfterTooLong / 1000)} s, longer than the client waits`
             : `gave up after ${attempts} attempt${attempts === 1 ? '' : 's'}`;
-        throw new ViewError(
-          'unavailable',
-          `Flowfinity view ${this.where} unavailable (${why}): ${e.message}`,
-          e.status,
-        );
+        throw new TransientError(`Flowfinity view ${this.where} unavailable (${why}): ${e.message}`, {
+          upstreamStatus: e.status,
+          code: 'view_unavailable',
+        });
       }
       throw e;
     }
@@ -186,17 +191,16 @@ export class FlowfinityViewClient implements ViewSource {
         throw this.statusFailure(res.status, res.statusText, excerpt, res.headers.get('retry-after'));
       }
       if (!res.body)
-        throw new ViewError(
-          'protocol',
-          `Flowfinity view ${this.where} answered ${res.status} without a body`,
-        );
+        throw new ValidationError(`Flowfinity view ${this.where} answered ${res.status} without a body`, {
+          code: 'view_protocol',
+        });
       elements = jsonArrayElements(Readable.fromWeb(res.body as unknown as NodeReadableStream<Uint8Array>));
       const first = await elements.next();
       return { first, elements, timedOut: () => timedOut, close };
     } catch (e) {
       close();
       if (signal?.aborted) throw signal.reason;
-      if (e instanceof ViewError || e instanceof RetryableFailure) throw e;
+      if (e instanceof ConfigError || e instanceof ValidationError || e instanceof RetryableFailure) throw e;
       if (e instanceof JsonArrayProtocolError) throw this.protocolError(e, 0);
       if (timedOut) throw new RetryableFailure(`timed out after ${this.o.timeoutMs} ms (headers and body)`);
       throw new RetryableFailure(`request failed: ${this.describe(e)}`);
@@ -209,16 +213,16 @@ export class FlowfinityViewClient implements ViewSource {
     const what = open.timedOut()
       ? `timed out after ${this.o.timeoutMs} ms`
       : `the connection failed (${this.describe(e)})`;
-    return new ViewError(
-      'unavailable',
+    return new TransientError(
       `Flowfinity view ${this.where}: ${what} while reading the body, after ${yielded} record(s); the partial result must be discarded`,
+      { code: 'view_unavailable' },
     );
   }
 
-  private protocolError(e: JsonArrayProtocolError, yielded: number): ViewError {
-    return new ViewError(
-      'protocol',
+  private protocolError(e: JsonArrayProtocolError, yielded: number): ValidationError {
+    return new ValidationError(
       `Flowfinity view ${this.where} did not return a JSON array of records (after ${yielded} record(s)): ${this.scrub(e.message)}`,
+      { code: 'view_protocol' },
     );
   }
 
@@ -227,10 +231,11 @@ export class FlowfinityViewClient implements ViewSource {
     statusText: string,
     excerpt: string,
     retryAfter: string | null,
-  ): ViewError | RetryableFailure {
+  ): AppError | RetryableFailure {
     const head = `Flowfinity view ${this.where} answered ${status}${statusText ? ` ${statusText}` : ''}`;
     const body = excerpt ? ` Body: ${excerpt}` : '';
-    const config = (hint: string) => new ViewError('configuration', `${head}: ${hint}.${body}`, status);
+    const config = (hint: string) =>
+      new ConfigError(`${head}: ${hint}.${body}`, { upstreamStatus: status, code: 'view_refused' });
     if (status === 401)
       return config('check FLOWFINITY_USERNAME and FLOWFINITY_PASSWORD (the Integration user)');
     if (status === 403)

@@ -1,8 +1,6 @@
 /** Small helpers for Azure Table storage entities. */
 import type { TableClient } from '@azure/data-tables';
-
-export const statusOf = (e: unknown): number | undefined =>
-  typeof e === 'object' && e !== null ? (e as { statusCode?: number }).statusCode : undefined;
+import { statusOf } from '../errors';
 
 /** A string property holds at most 64 KiB (32K UTF-16 chars); larger text is split over parts. */
 const PART_CHARS = 30_000;

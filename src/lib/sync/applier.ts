@@ -13,11 +13,13 @@
  * replays or discards it.
  */
 import { isSimulatedCrash } from '../faults';
-import { errorText, type Log } from '../log';
+import { errorText } from '../errors';
+import type { Log } from '../ports';
 import type { SyncContext } from './context';
 import { decodeBody, describeIssues, recordsMessageSchema, type WireRecord } from './messages';
 import { sendDrained } from './planner';
-import { PermanentError, type TargetRecord } from './ports';
+import { PermanentError } from '../errors';
+import type { TargetRecord } from '../ports';
 
 export type ApplyReport =
   | {

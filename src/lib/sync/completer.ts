@@ -5,7 +5,8 @@
  * Every step is safe to repeat: a crash anywhere is finished by the next drain signal (the
  * timer re-sends it for a drained batch that is not completed).
  */
-import { errorText, type Log } from '../log';
+import { errorText } from '../errors';
+import type { Log } from '../ports';
 import type { SyncContext } from './context';
 import type { Manifest } from './ledger';
 import { plan, type PlanOutcome } from './planner';

@@ -1,10 +1,9 @@
 /** What the plan / apply / complete steps work with. Built by src/lib/services.ts. */
 import type { Config } from '../config';
 import type { Faults } from '../faults';
-import type { ViewSource } from '../flowfinity/view-source';
 import type { Log } from '../log';
 import type { Ledger } from './ledger';
-import type { CursorStore, TargetSystem, Transport } from './ports';
+import type { CursorStore, TargetSystem, Transport, ViewSource } from '../ports';
 import type { Quarantine } from './quarantine';
 
 /** The view-sync settings, plus the transport's message size budget. */

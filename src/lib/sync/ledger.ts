@@ -16,7 +16,8 @@
  * other.
  */
 import type { TableClient, TableEntityResult } from '@azure/data-tables';
-import { ensureTable, statusOf } from '../storage/table-helpers';
+import { ConflictError, statusOf } from '../errors';
+import { ensureTable } from '../storage/table-helpers';
 
 export type BatchState = 'dispatching' | 'dispatched' | 'completing' | 'completed' | 'abandoned' | 'blocked';
 
@@ -103,13 +104,6 @@ function toViewState(e: TableEntityResult<Row>): ViewState {
   };
 }
 
-export class ConflictError extends Error {
-  constructor(what: string) {
-    super(`${what} changed concurrently`);
-    this.name = 'ConflictError';
-  }
-}
-
 export interface MarkDoneResult {
   /** False when this message had already been counted (a redelivery). */
   counted: boolean;
@@ -173,7 +167,7 @@ export class Ledger {
       if (!c) return state;
       const next = await this.tryUpdateViewState(state, c);
       if (next) return next;
-      if (attempt > 50) throw new ConflictError('view state');
+      if (attempt > 50) throw new ConflictError('the view state kept changing concurrently');
     }
   }
 

@@ -1,18 +1,9 @@
 /** Queue message bodies of the view-sync pipeline, validated at the trigger boundary. */
 import { z } from 'zod';
 
-const decimal = z.string().regex(/^\d+$/, 'must be a decimal string');
+import { wireRecordSchema } from '../records';
 
-export const wireRecordSchema = z.object({
-  /** RecordID, zero padding kept. */
-  id: z.string().min(1),
-  /** lastSubmissionId as a decimal string (BigInt-safe). */
-  v: decimal,
-  /** Applied as a deletion (tombstone). */
-  del: z.boolean(),
-  data: z.record(z.string(), z.unknown()),
-});
-export type WireRecord = z.infer<typeof wireRecordSchema>;
+export { wireRecordSchema, type WireRecord } from '../records';
 
 export const recordsMessageSchema = z.object({
   type: z.literal('records'),

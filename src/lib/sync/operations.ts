@@ -4,7 +4,8 @@
  * POISON_POLICY=block, resolving the last blocked entry of a message counts that message in
  * the ledger and unblocks the view, so the batch drains and the cursor moves on.
  */
-import { errorText, type Log } from '../log';
+import { errorText } from '../errors';
+import type { Log } from '../ports';
 import { targetRecordOf } from './applier';
 import type { SyncContext } from './context';
 import { wireRecordSchema } from './messages';

@@ -15,12 +15,14 @@
 import { randomBytes } from 'node:crypto';
 import { isSimulatedCrash } from '../faults';
 import { stateOf } from '../flowfinity/record';
-import { ViewError } from '../flowfinity/view-source';
-import { errorText, type Log } from '../log';
+import { ValidationError } from '../errors';
+import { PREVIOUS_LAST_SUBMISSION_ID } from '../ports';
+import { errorText } from '../errors';
+import type { Log } from '../ports';
 import type { SyncContext } from './context';
 import type { Manifest, ViewState } from './ledger';
 import { recordsMessageId, type RecordsMessage, type WireRecord } from './messages';
-import type { OutgoingMessage } from './ports';
+import type { OutgoingMessage } from '../ports';
 
 export type PlanOutcome =
   | { kind: 'empty'; cursor: string | null }
@@ -249,15 +251,14 @@ async function planNewBatch(ctx: SyncContext, owner: string, log: Log): Promise<
   const malformed: { raw: string; error: string }[] = [];
   const controller = new AbortController();
   let previous: bigint | undefined;
-  for await (const item of ctx.view.query({ previousLastSubmissionId: queryFrom }, controller.signal)) {
+  for await (const item of ctx.view.query({ [PREVIOUS_LAST_SUBMISSION_ID]: queryFrom }, controller.signal)) {
     if (item.kind === 'malformed') {
       malformed.push({ raw: item.raw, error: item.error });
       continue;
     }
     const r = item.record;
     if (previous !== undefined && r.version <= previous)
-      throw new ViewError(
-        'protocol',
+      throw new ValidationError(
         `the view is not sorted by lastSubmissionId ascending (${r.version} after ${previous}); set the view's sort order`,
       );
     previous = r.version;

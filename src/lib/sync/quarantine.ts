@@ -5,13 +5,8 @@
  */
 import { createHash } from 'node:crypto';
 import type { TableClient } from '@azure/data-tables';
-import {
-  ensureTable,
-  escapeKey,
-  statusOf,
-  textFromProperties,
-  textToProperties,
-} from '../storage/table-helpers';
+import { ensureTable, escapeKey, textFromProperties, textToProperties } from '../storage/table-helpers';
+import { statusOf } from '../errors';
 
 export type QuarantineKind =
   /** A record the target refused or kept failing on. */

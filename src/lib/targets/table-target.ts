@@ -9,19 +9,13 @@ import type { TableClient } from '@azure/data-tables';
 import {
   ensureTable,
   escapeKey,
-  statusOf,
   textFromProperties,
   textToProperties,
   unescapeKey,
 } from '../storage/table-helpers';
-import {
-  PermanentError,
-  type ApplyOutcome,
-  type StoredTargetRecord,
-  type TargetReader,
-  type TargetRecord,
-  type TargetSystem,
-} from '../sync/ports';
+import { statusOf } from '../errors';
+import { PermanentError } from '../errors';
+import type { ApplyOutcome, StoredTargetRecord, TargetReader, TargetRecord, TargetSystem } from '../ports';
 
 /** Record keys are `<view>|<RecordID>`; the view becomes the partition. */
 function splitKey(key: string): { pk: string; rk: string } {

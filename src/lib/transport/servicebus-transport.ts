@@ -23,8 +23,9 @@ import {
   type ServiceBusSender,
 } from '@azure/service-bus';
 import type { ServiceBusAccess } from '../config';
+import { ConfigError } from '../errors';
 import { azureCredential } from '../storage/clients';
-import type { OutgoingMessage, QueueRole, Transport } from '../sync/ports';
+import type { OutgoingMessage, QueueRole, Transport } from '../ports';
 
 export interface ServiceBusTransportOptions {
   access: ServiceBusAccess;
@@ -79,7 +80,11 @@ export function createServiceBusClient(
   return new ServiceBusClient(access.fullyQualifiedNamespace, azureCredential(), o);
 }
 
+/** JSON budget of one Service Bus message (Standard tier: 256 KB including headers). */
+export const SERVICE_BUS_MAX_JSON_BYTES = 200 * 1024;
+
 export class ServiceBusTransport implements Transport {
+  readonly maxMessageBytes = SERVICE_BUS_MAX_JSON_BYTES;
   private readonly client: ServiceBusClient;
   private readonly senders = new Map<QueueRole, ServiceBusSender>();
   private readonly queues: Record<QueueRole, string>;
@@ -94,7 +99,7 @@ export class ServiceBusTransport implements Transport {
   async send(queue: QueueRole, messages: OutgoingMessage[]): Promise<void> {
     if (messages.length === 0) return;
     const sender = this.sender(queue);
-    const batches = await this.pack(sender, this.queues[queue], messages);
+    const batches = await this.pack(sender, this.queueName(queue), messages);
     for (const batch of batches) await sender.sendMessages(batch);
   }
 
@@ -105,10 +110,16 @@ export class ServiceBusTransport implements Transport {
     await this.client.close();
   }
 
+  private queueName(queue: QueueRole): string {
+    const name = this.queues[queue];
+    if (!name) throw new ConfigError(`no queue is configured for role "${queue}"`);
+    return name;
+  }
+
   private sender(queue: QueueRole): ServiceBusSender {
     let s = this.senders.get(queue);
     if (!s) {
-      s = this.client.createSender(this.queues[queue]);
+      s = this.client.createSender(this.queueName(queue));
       this.senders.set(queue, s);
     }
     return s;

@@ -5,7 +5,8 @@
  * makes its second application a no-op (see src/lib/sync/ledger.ts).
  */
 import type { QueueClient, QueueServiceClient } from '@azure/storage-queue';
-import type { OutgoingMessage, QueueRole, Transport } from '../sync/ports';
+import { ConfigError } from '../errors';
+import type { OutgoingMessage, QueueRole, Transport } from '../ports';
 
 /** Storage queue messages are at most 64 KiB after base64 (which adds a third). */
 export const STORAGE_QUEUE_MAX_JSON_BYTES = 48 * 1024;
@@ -15,20 +16,19 @@ export function encodeQueueMessage(body: unknown): string {
 }
 
 export class StorageQueueTransport implements Transport {
-  private readonly queues: Record<QueueRole, QueueClient>;
+  readonly maxMessageBytes = STORAGE_QUEUE_MAX_JSON_BYTES;
+  private readonly queues = new Map<QueueRole, QueueClient>();
   constructor(service: QueueServiceClient, names: Record<QueueRole, string>) {
-    this.queues = {
-      records: service.getQueueClient(names.records),
-      control: service.getQueueClient(names.control),
-    };
+    for (const [role, name] of Object.entries(names)) this.queues.set(role, service.getQueueClient(name));
   }
 
   async ensureQueues(): Promise<void> {
-    await Promise.all(Object.values(this.queues).map((q) => q.createIfNotExists()));
+    await Promise.all([...this.queues.values()].map((q) => q.createIfNotExists()));
   }
 
   async send(queue: QueueRole, messages: OutgoingMessage[]): Promise<void> {
-    const client = this.queues[queue];
+    const client = this.queues.get(queue);
+    if (!client) throw new ConfigError(`no queue is configured for role "${queue}"`);
     for (const m of messages) {
       const text = encodeQueueMessage(m.body);
       if (text.length > 64 * 1024)

@@ -11,11 +11,11 @@ import { BlobServiceClient } from '@azure/storage-blob';
 import { QueueServiceClient } from '@azure/storage-queue';
 import { loadConfig, type Config } from '../src/lib/config';
 import type { Log } from '../src/lib/log';
-import { createCursorStore, createServices, ensureInfrastructure, type Services } from '../src/lib/services';
+import { createApp, createCursorStore, type AppServices } from '../src/lib/compose';
 import { tableClient } from '../src/lib/storage/clients';
-import { applyRecordsMessage } from '../src/lib/sync/applier';
-import { handleControlMessage } from '../src/lib/sync/completer';
-import { plan, type PlanOutcome } from '../src/lib/sync/planner';
+import { applyRecordsMessage } from '../src/lib/batch/applier';
+import { handleControlMessage } from '../src/lib/batch/control';
+import { plan, type PlanOutcome } from '../src/lib/batch/planner';
 import type {
   ApplyOutcome,
   CompareAndSetResult,
@@ -233,7 +233,7 @@ export function benchEnv(
 export class BenchPipeline {
   readonly id = shortId();
   readonly config: Config;
-  readonly services: Services;
+  readonly app: AppServices;
   readonly target: LatencyTarget;
   readonly cursor: TimedCursor;
   readonly log = new CountingLog();
@@ -242,13 +242,13 @@ export class BenchPipeline {
   constructor(private readonly o: BenchPipelineOptions) {
     this.config = loadConfig(benchEnv(o.connectionString, o.sim, this.id, o.env));
     this.target = new LatencyTarget(
-      makeTarget(o.target ?? 'table', o.connectionString, this.config.target.tableName),
+      makeTarget(o.target ?? 'table', o.connectionString, this.config.flows[0]!.target.tableName),
       o.targetLatencyMs,
       o.trackKeys,
     );
-    this.cursor = new TimedCursor(createCursorStore(this.config));
-    this.services = createServices(this.config, { target: this.target, cursor: this.cursor });
-    const ctx = this.services.ctx;
+    this.cursor = new TimedCursor(createCursorStore(this.config, this.config.flows[0]!));
+    this.app = createApp(this.config, { target: () => this.target, cursor: () => this.cursor });
+    const engine = this.app.engine;
     const log = this.log;
     const driver = (
       queueName: string,
@@ -269,41 +269,40 @@ export class BenchPipeline {
       });
     this.drivers = [
       driver(this.config.transport.recordsQueue, (body, meta) =>
-        applyRecordsMessage(ctx, body, { deliveryCount: Number(meta.dequeueCount) }, log),
+        applyRecordsMessage(engine, body, { deliveryCount: Number(meta.dequeueCount) }, log),
       ),
       driver(`${this.config.transport.recordsQueue}-poison`, (body, meta) =>
-        applyRecordsMessage(ctx, body, { deliveryCount: Number(meta.dequeueCount), poison: true }, log),
+        applyRecordsMessage(engine, body, { deliveryCount: Number(meta.dequeueCount), poison: true }, log),
       ),
-      driver(this.config.transport.controlQueue, (body) => handleControlMessage(ctx, body, log)),
+      driver(this.config.transport.controlQueue, (body) => handleControlMessage(engine, body, log)),
     ];
   }
 
-  get ctx() {
-    return this.services.ctx;
+  get flow() {
+    return this.app.flows[0]!;
   }
 
   get tables() {
     return {
       ledgerTable: `${this.config.tablePrefix}state`,
       quarantineTable: `${this.config.tablePrefix}quarantine`,
-      targetTable: this.config.target.tableName,
+      targetTable: this.config.flows[0]!.target.tableName,
     };
   }
 
   async start(): Promise<this> {
-    await ensureInfrastructure(this.services);
-    await this.services.ctx.quarantine.count(); // creates the quarantine table before measuring
+    await this.app.engine.ensureReady(); // creates the tables and queues before measuring
     for (const d of this.drivers) await d.start();
     return this;
   }
 
   async stop(): Promise<void> {
     await Promise.all(this.drivers.map((d) => d.stop()));
-    await this.services.close();
+    await this.app.close();
   }
 
   tick(): Promise<PlanOutcome> {
-    return plan(this.ctx, this.log);
+    return plan(this.app.engine, this.flow, this.log);
   }
 
   /** Waits until every driver is idle for `quietMs`. */

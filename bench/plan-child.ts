@@ -8,8 +8,8 @@
 import { readFileSync } from 'node:fs';
 import { loadConfig } from '../src/lib/config';
 import { silentLog } from '../src/lib/log';
-import { createServices, ensureInfrastructure } from '../src/lib/services';
-import { plan } from '../src/lib/sync/planner';
+import { createApp } from '../src/lib/compose';
+import { plan } from '../src/lib/batch/planner';
 
 export interface PlanChildResult {
   outcome: string;
@@ -36,10 +36,11 @@ function vmHwm(): number | undefined {
 
 async function main(): Promise<void> {
   const env = JSON.parse(process.env.BENCH_PLAN_ENV ?? '{}') as Record<string, string>;
-  const services = createServices(loadConfig(env));
-  await ensureInfrastructure(services);
-  await services.ctx.ledger.getViewState();
-  await services.ctx.cursor.read();
+  const app = createApp(loadConfig(env));
+  const flow = app.flows[0]!;
+  await app.engine.ensureReady();
+  await app.engine.ledger(flow.name).getState();
+  await flow.cursor.read();
   global.gc?.();
   const baselineRssBytes = process.memoryUsage().rss;
   let peakRssBytes = baselineRssBytes;
@@ -51,7 +52,7 @@ async function main(): Promise<void> {
   };
   const timer = setInterval(sample, 5);
   const t0 = performance.now();
-  const outcome = await plan(services.ctx, silentLog);
+  const outcome = await plan(app.engine, flow, silentLog);
   const durationMs = performance.now() - t0;
   sample();
   clearInterval(timer);
@@ -65,7 +66,7 @@ async function main(): Promise<void> {
     vmHwmBytes: vmHwm(),
     peakHeapUsedBytes,
   };
-  await services.close();
+  await app.close();
   process.stdout.write(JSON.stringify(result) + '\n', () => process.exit(0));
 }
 

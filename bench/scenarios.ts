@@ -332,7 +332,7 @@ export async function planMemory(o: {
     id,
     o.maxBatch ? { SYNC_MAX_BATCH: String(o.maxBatch) } : {},
   );
-  const maxBatch = loadConfig(env).sync.maxBatch;
+  const maxBatch = loadConfig(env).flows[0]!.batch.maxBatch;
   try {
     const child = spawn(process.execPath, ['--expose-gc', path.join(__dirname, 'plan-child.js')], {
       env: { ...process.env, BENCH_PLAN_ENV: JSON.stringify(env) },

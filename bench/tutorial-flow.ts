@@ -22,7 +22,7 @@
  */
 import type { ContainerClient } from '@azure/storage-blob';
 import { stateOf } from '../src/lib/flowfinity/record';
-import { targetRecordOf } from '../src/lib/sync/applier';
+import { targetRecordOf } from '../src/lib/records';
 import type { TargetSystem } from '../src/lib/ports';
 
 export interface TutorialFlowOptions {

@@ -15,7 +15,7 @@
  */
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { settings, type SettingDefinition } from '../src/lib/config';
+import { flowSettings, settings, type SettingDefinition } from '../src/lib/config';
 
 export const TABLE_START = '<!-- config-table:start -->';
 export const TABLE_END = '<!-- config-table:end -->';
@@ -38,9 +38,23 @@ export function configTableMarkdown(): string {
     const required = s.required ? 'yes' : 'no';
     return `| ${name} | ${defaultCell(s)} | ${required} | ${cell(s.description)} |`;
   });
-  return ['| Setting | Default | Required | Description |', '| --- | --- | --- | --- |', ...rows, ''].join(
-    '\n',
-  );
+  const flowRows = flowSettings.map((d) => {
+    const name = `\`Flows__<flow>__${d.key}\`${'secret' in d && d.secret ? ' (secret)' : ''}`;
+    const fallback = 'shared' in d && d.shared ? `\`${d.shared}\`` : '—';
+    return `| ${name} | ${fallback} | ${cell(d.description)} |`;
+  });
+  return [
+    '| Setting | Default | Required | Description |',
+    '| --- | --- | --- | --- |',
+    ...rows,
+    '',
+    'Per flow (several views in one app): each key falls back to the shared setting named.',
+    '',
+    '| Setting | Falls back to | Description |',
+    '| --- | --- | --- |',
+    ...flowRows,
+    '',
+  ].join('\n');
 }
 
 /** The marked block as it appears in README.md and docs/config-table.md. */

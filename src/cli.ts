@@ -2,25 +2,38 @@
  * syncbridge operator CLI. Reads the same settings as the app, from the environment or from a
  * local.settings.json-style file (`--settings FILE`, its "Values").
  *
- *   npm run cli -- status
- *   npm run cli -- quarantine list
- *   npm run cli -- quarantine replay <id...> | --all
- *   npm run cli -- quarantine discard <id...> | --all
+ *   npm run cli -- status [flow]
+ *   npm run cli -- quarantine list [--flow NAME]
+ *   npm run cli -- quarantine replay <id...> | --all [--flow NAME]
+ *   npm run cli -- quarantine discard <id...> | --all [--flow NAME]
+ *
+ * `--flow` may be left out when the app has one flow.
  */
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
-import { ConfigError, loadConfig } from './lib/config';
-import { errorText } from './lib/errors';
+import { discardQuarantined, replayQuarantined } from './lib/batch/operations';
+import { createApp, type AppServices } from './lib/compose';
+import { loadConfig } from './lib/config';
+import { AppError, errorText } from './lib/errors';
+import { flowHealth } from './lib/batch/health';
+import { healthReport } from './lib/health';
 import { consoleLog } from './lib/log';
-import { createServices } from './lib/services';
-import { healthReport } from './lib/sync/health';
-import { discardQuarantined, replayQuarantined } from './lib/sync/operations';
 
 const USAGE = `usage: syncbridge [--settings FILE] <command>
-  status                               cursor, batch in flight, quarantine count, last error
-  quarantine list                      every quarantined record with its error and attempts
-  quarantine replay <id...> | --all    apply again (skips versions the target already has)
-  quarantine discard <id...> | --all   drop entries (e.g. malformed data fixed at the source)`;
+  status [flow]                                     per flow: cursor, batch in flight, quarantine, last error
+  quarantine list [--flow NAME]                     every quarantined record with its error and attempts
+  quarantine replay <id...> | --all [--flow NAME]   apply again (skips versions the target already has)
+  quarantine discard <id...> | --all [--flow NAME]  drop entries (e.g. malformed data fixed at the source)
+--flow may be left out when the app has one flow.`;
+
+function pickFlow(app: AppServices, name: string | undefined): string {
+  if (name) return app.flow(name).name;
+  if (app.flows.length === 1) return app.flows[0]!.name;
+  throw new AppError(
+    'validation',
+    `this app has several flows (${app.flows.map((f) => f.name).join(', ')}); name one with --flow`,
+  );
+}
 
 export async function main(argv: string[]): Promise<number> {
   const { values, positionals } = parseArgs({
@@ -28,6 +41,7 @@ export async function main(argv: string[]): Promise<number> {
     allowPositionals: true,
     options: {
       settings: { type: 'string' },
+      flow: { type: 'string' },
       all: { type: 'boolean' },
       help: { type: 'boolean', short: 'h' },
     },
@@ -41,16 +55,17 @@ export async function main(argv: string[]): Promise<number> {
     const file = JSON.parse(readFileSync(values.settings, 'utf8')) as { Values?: Record<string, string> };
     env = { ...process.env, ...file.Values };
   }
-  const services = createServices(loadConfig(env));
-  const ctx = services.ctx;
+  const app = createApp(loadConfig(env));
   try {
     const [command, sub, ...ids] = positionals;
     if (command === 'status') {
-      console.log(JSON.stringify(await healthReport(ctx), null, 2));
+      const report = sub ? await flowHealth(app.engine, app.flow(sub)) : await healthReport(app);
+      console.log(JSON.stringify(report, null, 2));
       return 0;
     }
     if (command === 'quarantine' && sub === 'list') {
-      for (const e of await ctx.quarantine.list())
+      const flow = pickFlow(app, values.flow);
+      for (const e of await app.engine.quarantine(flow).list())
         console.log(
           `${e.id}\n  ${e.kind} record=${e.recordId ?? '?'} version=${e.version ?? '?'} attempts=${e.attempts} policy=${e.policy} at=${e.quarantinedAt}\n  error: ${e.error}`,
         );
@@ -62,15 +77,18 @@ export async function main(argv: string[]): Promise<number> {
         console.error(`quarantine ${sub} needs entry ids (see: quarantine list) or --all`);
         return 2;
       }
-      const op = sub === 'replay' ? replayQuarantined : discardQuarantined;
-      const report = await op(ctx, selection, consoleLog);
+      const flow = app.flow(pickFlow(app, values.flow));
+      const report =
+        sub === 'replay'
+          ? await replayQuarantined(app.engine, flow, selection, consoleLog)
+          : await discardQuarantined(app.engine, flow, selection, consoleLog);
       console.log(JSON.stringify(report, null, 2));
       return report.failed.length ? 1 : 0;
     }
     console.error(USAGE);
     return 2;
   } finally {
-    await services.close();
+    await app.close();
   }
 }
 
@@ -78,7 +96,7 @@ if (require.main === module) {
   main(process.argv.slice(2)).then(
     (code) => process.exit(code),
     (e) => {
-      console.error(e instanceof ConfigError ? e.message : `syncbridge: ${errorText(e)}`);
+      console.error(e instanceof AppError ? e.message : `syncbridge: ${errorText(e)}`);
       process.exit(1);
     },
   );

@@ -31,8 +31,8 @@ it('drains a 25,000-record backlog in batches of 1,000 through chained re-polls'
   expect(await p.tick()).toMatchObject({ kind: 'planned', records: 1000, messages: 50, full: true });
   // No more ticks: each full batch's completion sends a poll that plans the next one.
   await p.settle(900_000, 1000);
-  const state = await p.ctx.ledger.getViewState();
-  expect(state).toMatchObject({ batchesCompleted: 25, recordsSynced: 25_000 });
+  const state = await p.ledger.getState();
+  expect(state).toMatchObject({ batchesCompleted: 25, recordsApplied: 25_000 });
   expect(state.currentBatchId).toBeUndefined();
   expect(await p.diffWithSource()).toEqual([]);
   expect(p.target.duplicates()).toEqual([]);

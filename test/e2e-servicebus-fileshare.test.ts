@@ -32,9 +32,15 @@ e2eSuite({
     recordsPoison: { triggerType: 'serviceBusTrigger', queueName: 'sync-records/$deadletterqueue' },
     syncControl: { triggerType: 'serviceBusTrigger', queueName: 'sync-control' },
   },
-  afterSync: (health) => {
-    // The cursor lives in the file share, as the plain number the tutorial's flow reads.
-    expect(files.fileContent('syncbridge', 'lastSubmissionId.txt')?.toString().trim()).toBe(health.cursor);
+  afterSync: (flows) => {
+    // Each flow's cursor lives in the file share, as the plain number the tutorial's flow reads:
+    // the flat flow's at the root (where the tutorial's file is), the other one in its folder.
+    expect(files.fileContent('syncbridge', 'lastSubmissionId.txt')?.toString().trim()).toBe(
+      flows.leads!.cursor,
+    );
+    expect(files.fileContent('syncbridge', 'inspections/lastSubmissionId.txt')?.toString().trim()).toBe(
+      flows.inspections!.cursor,
+    );
     expect(serviceBus.stats.completed).toBeGreaterThan(0);
     expect(serviceBus.messages('sync-records')).toEqual([]);
   },

@@ -41,7 +41,7 @@ async function startPipeline(sim: FlowfinitySimulator, faults: Faults, env: Reco
 
 // 40 records, 5 per message, batches of 25: two batches (the first full, so it re-polls).
 const cases: { point: FaultPoint; nth?: number }[] = [
-  { point: 'plan.viewQuery', nth: 1 },
+  { point: 'plan.collect', nth: 1 },
   { point: 'plan.manifestWrite', nth: 1 },
   { point: 'plan.send', nth: 1 },
   { point: 'plan.send', nth: 2 },
@@ -49,7 +49,7 @@ const cases: { point: FaultPoint; nth?: number }[] = [
   { point: 'apply.record', nth: 7 },
   { point: 'apply.ledger', nth: 3 },
   { point: 'apply.drainSignal', nth: 1 },
-  { point: 'complete.cursorWrite', nth: 1 },
+  { point: 'complete.flow', nth: 1 },
   { point: 'complete.close', nth: 1 },
   { point: 'complete.poll', nth: 1 },
 ];
@@ -73,8 +73,8 @@ describe.each(adapterSets)('over $name', (adapters) => {
     expect(await p.diffWithSource()).toEqual([]);
     expect(p.target.duplicates()).toEqual([]);
     expect(p.violations).toEqual([]);
-    expect(await p.ctx.quarantine.count()).toBe(0);
-    expect((await p.ctx.ledger.getViewState()).batchesCompleted).toBe(1);
+    expect(await p.quarantine.count()).toBe(0);
+    expect((await p.ledger.getState()).batchesCompleted).toBe(1);
   });
 
   it('a drain signal that fails on every delivery (dead-lettered) is repaired by the next tick', async () => {
@@ -82,15 +82,15 @@ describe.each(adapterSets)('over $name', (adapters) => {
     open.push(sim);
     // Completion throws on each of the control message's 3 deliveries: it ends in the
     // poison / dead-letter queue, and only the timer's repair can finish the batch.
-    const faults = faultAt('complete.cursorWrite', () => new Error('cursor store down'), { times: 3 });
+    const faults = faultAt('complete.flow', () => new Error('cursor store down'), { times: 3 });
     const p = await startPipeline(sim, faults);
     await p.tick();
     await p.settle();
     expect(faults.fired).toBe(3);
-    expect(await p.ctx.cursor.read()).toBeUndefined();
+    expect(await p.cursor.read()).toBeUndefined();
     expect(await p.tick()).toMatchObject({ kind: 'repaired-drain' });
     await p.settle();
-    expect((await p.ctx.ledger.getViewState()).batchesCompleted).toBe(1);
+    expect((await p.ledger.getState()).batchesCompleted).toBe(1);
     expect(await p.diffWithSource()).toEqual([]);
     expect(p.violations).toEqual([]);
   });
@@ -123,10 +123,10 @@ describe.each(adapterSets)('over $name', (adapters) => {
         expect(p.target.duplicates()).toEqual([]);
         expect(p.violations).toEqual([]);
         const max = sim.snapshot().reduce((m, r) => (r.lastSubmissionId > m ? r.lastSubmissionId : m), 0n);
-        expect(await p.ctx.cursor.read()).toBe(max);
+        expect(await p.cursor.read()).toBe(max);
         const writes = p.cursor.writes.map((w) => w.to);
         expect([...writes].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0))).toEqual(writes);
-        expect(await p.ctx.quarantine.count()).toBe(0);
+        expect(await p.quarantine.count()).toBe(0);
       },
     );
   });

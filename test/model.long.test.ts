@@ -6,18 +6,21 @@
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, it } from 'vitest';
 import { ModelWorld, scheduleArb } from './support/model';
+import { startAzurite, type AzuriteInstance } from '../src/local/azurite';
 
 const seed = Number(process.env.MODEL_SEED ?? Math.floor(Math.random() * 2 ** 31));
 const runs = Number(process.env.MODEL_LONG_RUNS ?? 10_000);
 
 let world: ModelWorld;
+let azurite: AzuriteInstance;
 beforeAll(async () => {
   console.log(`model.long: seed ${seed}, ${runs} schedules (reproduce with MODEL_SEED=${seed})`);
-  world = await ModelWorld.start();
+  azurite = await startAzurite();
+  world = ModelWorld.start(azurite.connectionString);
 });
 afterAll(async () => {
   if (world) console.log(`model schedules exercised: ${world.summary()}`);
-  await world?.stop();
+  await azurite?.stop();
 });
 
 describe('view sync under generated fault schedules (long)', () => {

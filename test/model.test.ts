@@ -11,18 +11,21 @@
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ModelWorld, scheduleArb, type Schedule, type Step } from './support/model';
+import { startAzurite, type AzuriteInstance } from '../src/local/azurite';
 
 const seed = Number(process.env.MODEL_SEED ?? 20250101);
 const runs = Number(process.env.MODEL_RUNS ?? 500);
 const blockRuns = Math.max(20, Math.round(runs / 5));
 
 let world: ModelWorld;
+let azurite: AzuriteInstance;
 beforeAll(async () => {
-  world = await ModelWorld.start();
+  azurite = await startAzurite();
+  world = ModelWorld.start(azurite.connectionString);
 });
 afterAll(async () => {
   if (world) console.log(`model schedules exercised: ${world.summary()}`);
-  await world?.stop();
+  await azurite?.stop();
 });
 
 describe('view sync under generated fault schedules', () => {
@@ -45,6 +48,7 @@ describe('fixed schedules', () => {
   const schedule = (steps: Step[]): Schedule => ({
     initialRecords: 2,
     maxBatch: 5,
+    maxBatch2: 5,
     recordsPerMessage: 2,
     maxAttempts: 3,
     steps,
@@ -58,9 +62,9 @@ describe('fixed schedules', () => {
     fault: null,
   });
   const lateCommitBelowCursor = schedule([
-    { t: 'lateBegin', rec: null, poison: 'none' },
-    { t: 'insert', poison: 'none' },
-    { t: 'tick', proc: 0, fault: null },
+    { t: 'lateBegin', flow: 0, rec: null, poison: 'none' },
+    { t: 'insert', flow: 0, poison: 'none' },
+    { t: 'tick', flow: 0, proc: 0, fault: null },
     deliver('records'),
     deliver('records'),
     deliver('control'),
@@ -79,11 +83,11 @@ describe('fixed schedules', () => {
   it('a planner that stalls past its lease does not put a second batch in flight', async () => {
     await world.check(
       schedule([
-        { t: 'insert', poison: 'none' },
-        { t: 'tick', proc: 0, fault: { at: 0, kind: 'pause' } },
+        { t: 'insert', flow: 0, poison: 'none' },
+        { t: 'tick', flow: 0, proc: 0, fault: { at: 0, kind: 'pause' } },
         { t: 'advance', by: 'lease' },
-        { t: 'tick', proc: 1, fault: null },
-        { t: 'insert', poison: 'none' },
+        { t: 'tick', flow: 0, proc: 1, fault: null },
+        { t: 'insert', flow: 0, poison: 'none' },
         { t: 'resume', i: 0, crash: false },
       ]),
       { poisonPolicy: 'quarantine' },
@@ -107,11 +111,12 @@ describe('fixed schedules', () => {
       {
         initialRecords: 0,
         maxBatch: 1,
+        maxBatch2: 1,
         recordsPerMessage: 1,
         maxAttempts: 2,
         steps: [
-          { t: 'insert', poison: 'none' },
-          { t: 'tick', proc: 0, fault: null },
+          { t: 'insert', flow: 0, poison: 'none' },
+          { t: 'tick', flow: 0, proc: 0, fault: null },
           d('records', 'throw'),
           d('records', 'crash'),
           d('records', null),
@@ -127,10 +132,10 @@ describe('fixed schedules', () => {
   it('two plans of one instance at once (timer tick + poll message) do not put a second batch in flight', async () => {
     await world.check(
       schedule([
-        { t: 'insert', poison: 'none' },
-        { t: 'tick', proc: 0, fault: { at: 0, kind: 'pause' } },
-        { t: 'tick', proc: 0, fault: null },
-        { t: 'insert', poison: 'none' },
+        { t: 'insert', flow: 0, poison: 'none' },
+        { t: 'tick', flow: 0, proc: 0, fault: { at: 0, kind: 'pause' } },
+        { t: 'tick', flow: 0, proc: 0, fault: null },
+        { t: 'insert', flow: 0, poison: 'none' },
         { t: 'resume', i: 0, crash: false },
       ]),
       { poisonPolicy: 'quarantine' },

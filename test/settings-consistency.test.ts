@@ -182,6 +182,7 @@ describe('local.settings.sample.json', () => {
       CURSOR_STORE: 'blob',
       AzureWebJobsStorage: 'UseDevelopmentStorage=true',
       FLOWFINITY_VIEW_URL: 'http://127.0.0.1:7080/api/views/LeadSync',
+      FLOWFINITY_ON_BEHALF_OF: 'integration',
       FLOWFINITY_USERNAME: 'integration',
       FLOWFINITY_PASSWORD: 'local-dev-password',
     };
@@ -204,7 +205,7 @@ describe('local.settings.sample.json', () => {
       kind: 'connectionString',
       connectionString: 'UseDevelopmentStorage=true',
     });
-    expect(config.sync.maxAttempts).toBe(Number(defaultOf('SYNC_MAX_ATTEMPTS')));
+    expect(config.flows[0]!.batch.maxAttempts).toBe(Number(defaultOf('SYNC_MAX_ATTEMPTS')));
   });
 
   it('would fail loadConfig without a required value (the check above can fail)', () => {
@@ -355,7 +356,8 @@ describe('configuration table', () => {
   const table = configTableMarkdown();
 
   it('has one row per setting, secrets marked, required flagged', () => {
-    const rows = table.trimEnd().split('\n').slice(2);
+    // The shared settings' table comes first; the per-flow keys' table follows a blank line.
+    const rows = table.split('\n\n')[0]!.trimEnd().split('\n').slice(2);
     expect(rows).toHaveLength(defs.length);
     for (const [i, s] of defs.entries()) {
       const row = rows[i]!;

@@ -7,12 +7,10 @@
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { PermanentError } from '../src/lib/errors';
 import { type OutgoingMessage, type QueueRole, type TargetSystem, type Transport } from '../src/lib/ports';
-import { healthReport } from '../src/lib/sync/health';
-import { replayQuarantined } from '../src/lib/sync/operations';
 import { startAzurite, type AzuriteInstance } from '../src/local/azurite';
 import { adapterSets } from './support/adapters';
 import { FlowfinitySimulator } from '../src/local/flowfinity-simulator';
-import { Pipeline, quietLog, type AzureTestServers, type PipelineOptions } from './support/pipeline';
+import { Pipeline, type AzureTestServers, type PipelineOptions } from './support/pipeline';
 
 let azurite: AzuriteInstance;
 const open: { stop(): Promise<void> }[] = [];
@@ -60,21 +58,25 @@ describe.each(adapterSets)('over $name', (adapters) => {
       const s = await sim(120);
       const p = await pipeline({ sim: s, env: { SYNC_RECORDS_PER_MESSAGE: '7' } });
 
-      expect(await p.ctx.cursor.read()).toBeUndefined();
+      expect(await p.cursor.read()).toBeUndefined();
       const first = await p.tick();
       expect(first).toMatchObject({ kind: 'planned', from: null, records: 120, messages: 18 });
       expect(s.stats.lastQuery?.has('previouslastsubmissionid')).toBe(false);
       await p.settle();
       await expectInvariants(p);
-      const cursor1 = await p.ctx.cursor.read();
+      const cursor1 = await p.cursor.read();
       expect(cursor1).toBe(BigInt(Math.max(...s.snapshot().map((r) => Number(r.lastSubmissionId)))));
       expect(p.target.writes).toBe(120);
 
       // Empty: no change in the source → nothing planned, cursor untouched (no write at all).
+      // The view is re-read from cursor − SYNC_LOOKBACK (default 1000) to catch late commits,
+      // but records already applied are dropped at planning: the target is not touched either.
       const writesBefore = p.cursor.writes.length;
-      expect(await p.tick()).toEqual({ kind: 'empty', cursor: cursor1!.toString() });
-      expect(s.stats.lastQuery?.get('previouslastsubmissionid')).toBe(cursor1!.toString());
+      expect(await p.tick()).toEqual({ kind: 'empty', from: cursor1!.toString() });
+      expect(s.stats.lastQuery?.get('previouslastsubmissionid')).toBe((cursor1! - 1000n).toString());
       expect(p.cursor.writes.length).toBe(writesBefore);
+      expect(p.target.writes).toBe(120);
+      expect((await p.health()).totals).toMatchObject({ applied: 120, skipped: 0 });
 
       // Changes: one update, one insert, one delete.
       const [a, b] = s.snapshot();
@@ -91,8 +93,32 @@ describe.each(adapterSets)('over $name', (adapters) => {
       expect(tomb?.deleted).toBe(true);
       expect(tomb?.version).toBe(s.snapshot().find((r) => r.RecordID === b!.RecordID)!.lastSubmissionId);
 
-      const h = await healthReport(p.ctx);
-      expect(h).toMatchObject({ status: 'ok', recordsSynced: 123, batchesCompleted: 2, batch: null });
+      const h = await p.health();
+      expect(h).toMatchObject({ status: 'ok', totals: { applied: 123, batches: 2 }, batch: null });
+    });
+
+    it('re-reads the lookback window without touching the target, and applies and counts a late commit below the cursor', async () => {
+      const s = await sim(30);
+      const p = await pipeline({ sim: s, env: { SYNC_LOOKBACK: '100' } });
+      const late = s.beginLateCommit(); // its id is allocated now, the record commits later
+      s.insert();
+      s.insert();
+      await p.syncUntilQuiet();
+      const cursor = (await p.cursor.read())!;
+      expect(cursor).toBeGreaterThan(late.id);
+      const writes = p.target.writes;
+      await p.syncUntilQuiet(); // re-reads 32 records of the window: dropped at planning
+      expect((await p.health()).totals.skipped).toBe(0);
+
+      late.commit();
+      await p.syncUntilQuiet();
+      await expectInvariants(p);
+      expect(p.target.writes).toBe(writes + 1);
+      expect(await p.cursor.read()).toBe(cursor); // a late record does not move the cursor
+      expect(await p.health()).toMatchObject({
+        totals: { skipped: 0 },
+        lateCommits: { caught: 1, maxDepth: String(cursor - late.id) },
+      });
     });
 
     it('applies every message once when each is delivered twice, and in reverse order', async () => {
@@ -114,13 +140,13 @@ describe.each(adapterSets)('over $name', (adapters) => {
         }
       }
       const p = await pipeline({ sim: s, env: { SYNC_RECORDS_PER_MESSAGE: '4' } });
-      p.ctx.transport = new DuplicatingReversingTransport(p.ctx.transport);
+      p.wrapTransport((t) => new DuplicatingReversingTransport(t));
       await p.syncUntilQuiet();
       s.update(s.snapshot()[5]!.RecordID);
       await p.syncUntilQuiet();
       await expectInvariants(p);
       expect(p.target.writes).toBe(61);
-      const state = await p.ctx.ledger.getViewState();
+      const state = await p.ledger.getState();
       expect(state.batchesCompleted).toBe(2);
     });
 
@@ -148,7 +174,7 @@ describe.each(adapterSets)('over $name', (adapters) => {
       expect(await first).toMatchObject({ kind: 'planned', records: 30 });
       await p.settle();
       await expectInvariants(p);
-      const state = await p.ctx.ledger.getViewState();
+      const state = await p.ledger.getState();
       expect(state.batchesCompleted).toBe(1);
       expect(p.target.writes).toBe(30);
     });
@@ -159,15 +185,20 @@ describe.each(adapterSets)('over $name', (adapters) => {
       // Larger than a message on either transport (48 KB storage queue, 200 KB Service Bus).
       const big = s.insert({ Notes: 'x'.repeat(260_000) });
       await p.syncUntilQuiet();
-      const q = await p.ctx.quarantine.list();
+      const q = await p.quarantine.list();
       expect(q.map((e) => [e.kind, e.recordId, e.version])).toEqual([
         ['oversize', big.RecordID, big.lastSubmissionId.toString()],
       ]);
-      expect(JSON.parse(q[0]!.payload)).toMatchObject({ RecordID: big.RecordID });
-      expect(await p.ctx.cursor.read()).toBe(big.lastSubmissionId);
+      // The whole record in its wire form: replay needs nothing else.
+      expect(JSON.parse(q[0]!.payload)).toMatchObject({
+        id: big.RecordID,
+        del: false,
+        data: { RecordID: big.RecordID },
+      });
+      expect(await p.cursor.read()).toBe(big.lastSubmissionId);
       expect(await p.diffWithSource()).toEqual([`leads|${big.RecordID}: missing in target`]);
 
-      expect(await replayQuarantined(p.ctx, 'all', quietLog)).toMatchObject({ failed: [], skipped: [] });
+      expect(await p.replay('all')).toMatchObject({ failed: [], skipped: [] });
       await expectInvariants(p);
       expect(String((await p.targetRecords()).get(`leads|${big.RecordID}`)?.data.Notes)).toHaveLength(
         260_000,
@@ -202,15 +233,15 @@ describe.each(adapterSets)('over $name', (adapters) => {
       s.insert();
       s.faults.failNext(10, 500);
       await expect(p.tick()).rejects.toMatchObject({ name: 'TransientError', kind: 'transient' });
-      expect((await p.ctx.ledger.getViewState()).leaseOwner).toBeUndefined();
+      expect((await p.ledger.getState()).leaseOwner).toBeUndefined();
       // What the timer function does with a failed run: health reports it until a run succeeds.
-      await p.ctx.ledger.recordError('plan failed: TransientError: view unavailable', new Date());
-      expect((await healthReport(p.ctx)).status).toBe('degraded');
+      await p.ledger.recordError('plan failed: TransientError: view unavailable', new Date());
+      expect((await p.health()).status).toBe('degraded');
       s.faults.failNext(0);
       s.faults.hangNext(1);
       await p.syncUntilQuiet();
       await expectInvariants(p);
-      expect(await healthReport(p.ctx)).toMatchObject({ status: 'ok', lastError: null });
+      expect(await p.health()).toMatchObject({ status: 'ok', lastError: null });
     }, 60_000);
 
     it('quarantines a malformed view record with its raw JSON and syncs the rest', async () => {
@@ -218,14 +249,14 @@ describe.each(adapterSets)('over $name', (adapters) => {
       const p = await pipeline({ sim: s });
       s.faults.malformedNext(1);
       await p.syncUntilQuiet();
-      const q = await p.ctx.quarantine.list();
+      const q = await p.quarantine.list();
       expect(q).toHaveLength(1);
       expect(q[0]).toMatchObject({ kind: 'malformed' });
       expect(q[0]!.payload).toContain('RecordID');
       expect(q[0]!.error).toMatch(/lastSubmissionId/);
       const bad = JSON.parse(q[0]!.payload) as { RecordID: string };
       await expectInvariants(p, new Set([`leads|${bad.RecordID}`]));
-      expect((await healthReport(p.ctx)).quarantine.count).toBe(1);
+      expect((await p.health()).quarantine.count).toBe(1);
     });
   });
 
@@ -257,7 +288,7 @@ describe.each(adapterSets)('over $name', (adapters) => {
         env: { SYNC_RECORDS_PER_MESSAGE: '5' },
       });
       await p.syncUntilQuiet();
-      const q = await p.ctx.quarantine.list();
+      const q = await p.quarantine.list();
       expect(q.map((e) => [e.kind, e.recordId, e.version, e.attempts])).toEqual([
         ['record', poison.RecordID, poison.lastSubmissionId.toString(), 3],
       ]);
@@ -266,21 +297,21 @@ describe.each(adapterSets)('over $name', (adapters) => {
         v: poison.lastSubmissionId.toString(),
       });
       await expectInvariants(p, new Set([`leads|${poison.RecordID}`]));
-      expect(await p.ctx.cursor.read()).toBe(
+      expect(await p.cursor.read()).toBe(
         s
           .snapshot()
           .map((r) => r.lastSubmissionId)
           .reduce((a, b) => (a > b ? a : b)),
       );
-      expect((await healthReport(p.ctx)).status).toBe('degraded');
+      expect((await p.health()).status).toBe('degraded');
 
       // The operator fixes the target and replays: the record lands, the quarantine empties.
       fixed.now = true;
-      const report = await replayQuarantined(p.ctx, 'all', quietLog);
+      const report = await p.replay('all');
       expect(report).toMatchObject({ done: [expect.stringContaining('(applied)')], failed: [] });
       await expectInvariants(p);
-      expect(await p.ctx.quarantine.count()).toBe(0);
-      expect((await healthReport(p.ctx)).status).toBe('ok');
+      expect(await p.quarantine.count()).toBe(0);
+      expect((await p.health()).status).toBe('ok');
     });
 
     it('a PermanentError is quarantined at once, without waiting for the delivery limit', async () => {
@@ -288,7 +319,7 @@ describe.each(adapterSets)('over $name', (adapters) => {
       const poison = s.snapshot()[1]!;
       const p = await pipeline({ sim: s, wrapTarget: failingFor(poison.RecordID, true), maxDequeueCount: 5 });
       await p.syncUntilQuiet();
-      const q = await p.ctx.quarantine.list();
+      const q = await p.quarantine.list();
       expect(q.map((e) => [e.recordId, e.attempts])).toEqual([[poison.RecordID, 1]]);
       await expectInvariants(p, new Set([`leads|${poison.RecordID}`]));
     });
@@ -303,22 +334,22 @@ describe.each(adapterSets)('over $name', (adapters) => {
         env: { POISON_POLICY: 'block', SYNC_RECORDS_PER_MESSAGE: '3' },
       });
       await p.syncUntilQuiet();
-      expect(await p.ctx.cursor.read()).toBeUndefined();
-      const h = await healthReport(p.ctx);
+      expect(await p.cursor.read()).toBeUndefined();
+      const h = await p.health();
       expect(h.status).toBe('blocked');
       expect(h.blocked).toContain(poison.RecordID);
       expect(await p.tick()).toMatchObject({ kind: 'blocked' });
-      const q = await p.ctx.quarantine.list();
+      const q = await p.quarantine.list();
       expect(q.map((e) => [e.recordId, e.policy])).toEqual([[poison.RecordID, 'block']]);
       expect(p.violations).toEqual([]);
 
       // Fix and replay: the blocked message is counted, the batch drains and completes.
       fixed.now = true;
-      expect(await replayQuarantined(p.ctx, [q[0]!.id], quietLog)).toMatchObject({ failed: [] });
+      expect(await p.replay([q[0]!.id])).toMatchObject({ failed: [] });
       await p.settle();
       await p.syncUntilQuiet();
       await expectInvariants(p);
-      const h2 = await healthReport(p.ctx);
+      const h2 = await p.health();
       expect(h2).toMatchObject({ status: 'ok', blocked: null, batch: null, quarantine: { count: 0 } });
       expect(h2.cursor).toBe(
         s

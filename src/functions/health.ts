@@ -1,9 +1,8 @@
-/** GET /api/health: cursor, batch in flight with progress, quarantine count, last error. */
+/** GET /api/health: per flow, the cursor, the batch in flight with progress, quarantine, last error. */
 import { app } from '@azure/functions';
-import { ConfigError } from '../lib/config';
-import { errorText } from '../lib/errors';
-import { getServices } from '../lib/services';
-import { healthReport } from '../lib/sync/health';
+import { getApp } from '../lib/compose';
+import { AppError, errorText, httpErrorOf, TransientError } from '../lib/errors';
+import { healthReport } from '../lib/health';
 import { contextLog } from './shared/invocation';
 
 app.http('health', {
@@ -12,21 +11,20 @@ app.http('health', {
   route: 'health',
   handler: async (_request, context) => {
     try {
-      const report = await healthReport(getServices().ctx);
+      const report = await healthReport(getApp());
       return { status: report.status === 'blocked' ? 503 : 200, jsonBody: report };
     } catch (e) {
-      const config = e instanceof ConfigError;
       contextLog(context).error('health check failed', { error: errorText(e) });
-      return {
-        status: 503,
-        jsonBody: {
-          error: {
-            code: config ? 'configuration' : 'unavailable',
-            // A ConfigError lists setting names and problems, never secret values.
-            message: config ? e.message : 'state storage is not reachable; see the function logs',
-          },
-        },
-      };
+      // A ConfigError lists setting names and problems, never secret values; anything else is
+      // storage that cannot be reached, whose message is not for the caller.
+      const shown =
+        e instanceof AppError && e.kind === 'configuration'
+          ? e
+          : new TransientError('state storage is not reachable; see the function logs', {
+              code: 'unavailable',
+            });
+      const { body } = httpErrorOf(shown);
+      return { status: 503, jsonBody: body };
     }
   },
 });

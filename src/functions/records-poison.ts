@@ -2,15 +2,15 @@
  * Poison / dead-letter queue of the records queue: a message the transport gave up on (delivery
  * limit, lock lost, TTL) gets one isolated try per record; failing records are quarantined
  * (POISON_POLICY=quarantine: the message then counts as terminal for the drain) or block the
- * view (POISON_POLICY=block). Nothing is lost either way.
+ * flow (POISON_POLICY=block). Nothing is lost either way.
  */
-import { getServices } from '../lib/services';
-import { applyRecordsMessage } from '../lib/sync/applier';
+import { applyRecordsMessage } from '../lib/batch/applier';
+import { getApp } from '../lib/compose';
 import { contextLog, registerQueueFunction } from './shared/invocation';
 
 registerQueueFunction('recordsPoison', 'records', 'poison', async (body, delivery, context) => {
   const report = await applyRecordsMessage(
-    getServices().ctx,
+    getApp().engine,
     body,
     { ...delivery, poison: true, poisonReason: delivery.deadLetterReason ?? 'delivery limit exceeded' },
     contextLog(context),

@@ -1,22 +1,31 @@
-/** Timer: plans the next batch of the view (or reports / repairs the batch in flight). */
+/**
+ * One timer per view-sync flow, on the flow's own schedule: plans the flow's next batch (or
+ * reports / repairs the batch in flight). Named `syncTimer-<flow>`.
+ */
 import { app } from '@azure/functions';
+import { plan } from '../lib/batch/planner';
 import { registrationSettings } from '../lib/config';
 import { errorText } from '../lib/errors';
-import { getServices } from '../lib/services';
-import { plan } from '../lib/sync/planner';
+import { getApp } from '../lib/compose';
 import { contextLog } from './shared/invocation';
 
-app.timer('syncTimer', {
-  schedule: registrationSettings().schedule,
-  handler: async (_timer, context) => {
-    const { ctx } = getServices();
-    const log = contextLog(context);
-    try {
-      const outcome = await plan(ctx, log);
-      log.info('sync tick', outcome);
-    } catch (e) {
-      await ctx.ledger.recordError(`plan failed: ${errorText(e)}`, new Date(ctx.now())).catch(() => {});
-      throw e;
-    }
-  },
-});
+import { timerName } from './shared/names';
+
+for (const { name, schedule } of registrationSettings().flows) {
+  app.timer(timerName(name), {
+    schedule,
+    handler: async (_timer, context) => {
+      const { engine, flow } = getApp();
+      const log = contextLog(context);
+      try {
+        log.info('sync tick', { flow: name, ...(await plan(engine, flow(name), log)) });
+      } catch (e) {
+        await engine
+          .ledger(name)
+          .recordError(`plan failed: ${errorText(e)}`, new Date(engine.now()))
+          .catch(() => {});
+        throw e;
+      }
+    },
+  });
+}

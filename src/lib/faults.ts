@@ -5,14 +5,14 @@
  * cleanup of ours may act on it, exactly as if the worker had been killed).
  */
 export type FaultPoint =
-  | 'plan.viewQuery'
+  | 'plan.collect'
   | 'plan.manifestWrite'
   | 'plan.send'
   | 'plan.dispatched'
   | 'apply.record'
   | 'apply.ledger'
   | 'apply.drainSignal'
-  | 'complete.cursorWrite'
+  | 'complete.flow'
   | 'complete.close'
   | 'complete.poll';
 

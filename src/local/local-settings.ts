@@ -1,15 +1,19 @@
 /**
  * The embedded defaults of a local run: Azurite for state and queues (TRANSPORT=storagequeue,
- * CURSOR_STORE=blob) and the bundled Flowfinity simulator as the view. Values from the
- * environment win, so a user can point `npm start` at a real view or storage account.
+ * CURSOR_STORE=blob) and the bundled Flowfinity simulators as the views: the flow named by
+ * SYNC_VIEW_NAME (`leads`) on FLOWFINITY_VIEW_URL, plus one `Flows__<name>__ViewUrl` flow per
+ * extra view. Values from the environment win (any app setting, and any `Flows__*` setting),
+ * so a user can point `npm start` at a real view or storage account.
  */
-import { settings } from '../lib/config';
+import { FLOW_SETTING_PATTERN, settings } from '../lib/config';
 
 export interface LocalSettingsInput {
   storageConnectionString: string;
   viewUrl: string;
   username: string;
   password: string;
+  /** More simulator views, each its own flow (same credentials). */
+  extraViews?: { flow: string; viewUrl: string }[];
 }
 
 export function localSettings(
@@ -23,15 +27,16 @@ export function localSettings(
     FLOWFINITY_ON_BEHALF_OF: 'integration',
     FLOWFINITY_USERNAME: i.username,
     FLOWFINITY_PASSWORD: i.password,
+    SYNC_VIEW_NAME: 'leads',
     TRANSPORT: 'storagequeue',
     CURSOR_STORE: 'blob',
     SYNC_SCHEDULE: '*/10 * * * * *',
   };
+  for (const v of i.extraViews ?? []) defaults[`Flows__${v.flow}__ViewUrl`] = v.viewUrl;
   const out: Record<string, string> = { ...defaults };
-  for (const name of settings.map((d) => d.name as string)) {
-    const v = env[name];
-    if (v !== undefined && v !== '') out[name] = v;
-  }
+  const names = new Set(settings.map((d) => d.name as string));
+  for (const [name, v] of Object.entries(env))
+    if (v !== undefined && v !== '' && (names.has(name) || FLOW_SETTING_PATTERN.test(name))) out[name] = v;
   // Managed identity for storage replaces the local connection string, which would win otherwise.
   if (env.AzureWebJobsStorage__accountName && !env.AzureWebJobsStorage) delete out.AzureWebJobsStorage;
   return out;

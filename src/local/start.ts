@@ -11,7 +11,8 @@
 import { readdirSync } from 'node:fs';
 import path from 'node:path';
 import { ConfigError, loadConfig } from '../lib/config';
-import { createServices, ensureInfrastructure } from '../lib/services';
+import { createApp } from '../lib/compose';
+import { timerName } from '../functions/shared/names';
 import { startAzurite } from './azurite';
 import { FlowfinitySimulator } from './flowfinity-simulator';
 import { LocalHost } from './host';
@@ -37,28 +38,39 @@ async function main(): Promise<void> {
     const azurite = await startAzurite();
     stops.push(() => azurite.stop());
 
-    let sim: FlowfinitySimulator | undefined;
+    // Two simulator views side by side, each its own flow, unless a real view is configured.
+    const sims: { flow: string; sim: FlowfinitySimulator }[] = [];
     let view = { viewUrl: process.env.FLOWFINITY_VIEW_URL ?? '', username: '', password: '' };
+    let extraViews: { flow: string; viewUrl: string }[] = [];
     if (!process.env.FLOWFINITY_VIEW_URL) {
-      sim = await FlowfinitySimulator.start({
-        port: 7080,
-        initialRecords: Number(process.env.SIMULATOR_RECORDS ?? 500),
-        seed: 42,
-      });
-      stops.push(() => sim!.stop());
-      view = { viewUrl: sim.viewUrl, username: sim.username, password: sim.password };
       const every = Number(process.env.SIMULATOR_CHANGE_MS ?? 2000);
-      if (every > 0) stops.push(sim.startWriter({ intervalMs: every, changesPerTick: 3 }));
-      console.log(
-        `Flowfinity simulator: ${sim.viewUrl} (${sim.size} Lead Registration records, changing every ${every} ms)`,
-      );
+      const records = Number(process.env.SIMULATOR_RECORDS ?? 500);
+      for (const [flow, port, viewName, seed] of [
+        ['leads', 7080, 'LeadSync', 42],
+        ['inspections', 7081, 'InspectionSync', 43],
+      ] as const) {
+        const sim = await FlowfinitySimulator.start({ port, viewName, initialRecords: records, seed });
+        stops.push(() => sim.stop());
+        if (every > 0) stops.push(sim.startWriter({ intervalMs: every, changesPerTick: 3 }));
+        sims.push({ flow, sim });
+        console.log(
+          `Flowfinity simulator: ${sim.viewUrl} (flow ${flow}: ${sim.size} records, changing every ${every} ms)`,
+        );
+      }
+      const first = sims[0]!.sim;
+      view = { viewUrl: first.viewUrl, username: first.username, password: first.password };
+      extraViews = sims.slice(1).map((s) => ({ flow: s.flow, viewUrl: s.sim.viewUrl }));
     }
 
-    const settings = localSettings({ storageConnectionString: azurite.connectionString, ...view });
+    const settings = localSettings({
+      storageConnectionString: azurite.connectionString,
+      ...view,
+      extraViews,
+    });
     const config = loadConfig(settings);
-    const services = createServices(config);
-    await ensureInfrastructure(services);
-    await services.close();
+    const app = createApp(config);
+    await app.engine.ensureReady();
+    await app.close();
 
     const functionsDir = path.join(__dirname, '..', 'functions');
     const modules = readdirSync(functionsDir)
@@ -74,13 +86,15 @@ async function main(): Promise<void> {
     });
     stops.push(() => host.stop());
     console.log(`functions: ${host.functions.map((f) => `${f.name} (${f.triggerType})`).join(', ')}`);
-    console.log(`health: ${host.httpUrl}/api/health   schedule: ${config.sync.schedule}   Ctrl-C to stop\n`);
+    const schedules = config.flows.map((f) => `${f.name} ${f.schedule}`).join(', ');
+    console.log(`health: ${host.httpUrl}/api/health   schedules: ${schedules}   Ctrl-C to stop\n`);
 
     // A first sync at once, as a timer with runOnStartup would: records flow before the first tick.
-    void host
-      .runTimer('syncTimer')
-      .catch((e) => console.error(`first sync failed: ${e instanceof Error ? e.message : e}`));
-    const timer = setInterval(() => void progress(host.httpUrl, sim), 3000);
+    for (const f of config.flows)
+      void host
+        .runTimer(timerName(f.name))
+        .catch((e) => console.error(`first sync of ${f.name} failed: ${e instanceof Error ? e.message : e}`));
+    const timer = setInterval(() => void progress(host.httpUrl, sims), 3000);
     stops.push(() => clearInterval(timer));
   } catch (e) {
     if (e instanceof ConfigError) console.error(e.message);
@@ -90,31 +104,51 @@ async function main(): Promise<void> {
   }
 }
 
-interface Health {
+interface FlowHealth {
+  flow: string;
   status: string;
-  cursor: string | null;
-  batch: { id: string; state: string; done: number; messages: number; records: number } | null;
+  cursor?: string | null;
+  batch: {
+    state: string;
+    done: number;
+    messages: number | null;
+    records: number | null;
+    applied: number;
+  } | null;
+  planning: { ageSeconds: number } | null;
   quarantine: { count: number };
-  recordsSynced: number;
+  totals: { applied: number; skipped: number };
   lastError: { message: string } | null;
 }
 
-async function progress(httpUrl: string, sim: FlowfinitySimulator | undefined): Promise<void> {
+/** One line per flow: status, cursor, batch in flight, records applied, what the cursor lags. */
+async function progress(httpUrl: string, sims: { flow: string; sim: FlowfinitySimulator }[]): Promise<void> {
+  const time = new Date().toISOString().slice(11, 19);
   try {
-    const h = (await (await fetch(`${httpUrl}/api/health`)).json()) as Health;
-    const cursor = h.cursor ? BigInt(h.cursor) : -1n;
-    const pending = sim ? sim.snapshot().filter((r) => r.lastSubmissionId > cursor).length : undefined;
-    const batch = h.batch
-      ? `${h.batch.state} ${h.batch.done}/${h.batch.messages} msgs (${h.batch.records} records)`
-      : 'none';
-    console.log(
-      `${new Date().toISOString().slice(11, 19)} ${h.status.padEnd(8)} cursor=${h.cursor ?? '-'} batch=${batch} ` +
-        `applied=${h.recordsSynced} quarantined=${h.quarantine.count}` +
-        (pending !== undefined ? ` lag=${pending} changes not yet synced` : '') +
-        (h.lastError ? ` lastError="${h.lastError.message.slice(0, 120)}"` : ''),
-    );
+    const res = await fetch(`${httpUrl}/api/health`);
+    const body = (await res.json()) as { flows?: FlowHealth[]; error?: { message: string } };
+    if (!body.flows) {
+      console.log(`${time} health answered ${res.status}: ${body.error?.message ?? JSON.stringify(body)}`);
+      return;
+    }
+    for (const h of body.flows) {
+      const sim = sims.find((s) => s.flow === h.flow)?.sim;
+      const cursor = h.cursor ? BigInt(h.cursor) : -1n;
+      const pending = sim ? sim.snapshot().filter((r) => r.lastSubmissionId > cursor).length : undefined;
+      const batch = h.batch
+        ? `${h.batch.state} ${h.batch.done}/${h.batch.messages ?? '?'} msgs (${h.batch.records ?? '?'} records)`
+        : h.planning
+          ? `planning for ${h.planning.ageSeconds}s`
+          : 'none';
+      console.log(
+        `${time} ${h.flow.padEnd(12)} ${h.status.padEnd(8)} cursor=${h.cursor ?? '-'} batch=${batch} ` +
+          `applied=${h.totals.applied + (h.batch?.applied ?? 0)} skipped=${h.totals.skipped} quarantined=${h.quarantine.count}` +
+          (pending !== undefined ? ` lag=${pending} changes not yet synced` : '') +
+          (h.lastError ? ` lastError="${h.lastError.message.slice(0, 120)}"` : ''),
+      );
+    }
   } catch (e) {
-    console.log(`health not reachable yet (${e instanceof Error ? e.message : String(e)})`);
+    console.log(`${time} health not reachable yet (${e instanceof Error ? e.message : String(e)})`);
   }
 }
 

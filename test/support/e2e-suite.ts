@@ -19,25 +19,30 @@ export interface E2eVariant {
   setup(): Promise<Record<string, string>>;
   teardown(): Promise<void>;
   expectedBindings: Record<string, { triggerType: string; queueName: string }>;
-  /** Extra checks after the second sync (e.g. where the cursor file lives). */
-  afterSync?(health: Record<string, unknown>): void;
+  /** Extra checks after the second sync (e.g. where the cursor files live); health per flow. */
+  afterSync?(flows: Record<string, Record<string, unknown>>): void;
 }
 
 export function e2eSuite(v: E2eVariant): void {
   let azurite: AzuriteInstance;
   let sim: FlowfinitySimulator;
+  let sim2: FlowfinitySimulator;
   let host: LocalHost;
   const functionsDir = path.join(__dirname, '..', '..', 'src', 'functions');
 
   beforeAll(async () => {
     azurite = await startAzurite();
+    // Two views side by side, as `npm start` runs them: `leads` (the flat FLOWFINITY_* settings)
+    // and `inspections` (Flows__inspections__ViewUrl), sharing credentials, queues and target table.
     sim = await FlowfinitySimulator.start({ initialRecords: 60, seed: 5 });
+    sim2 = await FlowfinitySimulator.start({ initialRecords: 25, seed: 6, viewName: 'InspectionSync' });
     const base = localSettings(
       {
         storageConnectionString: azurite.connectionString,
         viewUrl: sim.viewUrl,
         username: sim.username,
         password: sim.password,
+        extraViews: [{ flow: 'inspections', viewUrl: sim2.viewUrl }],
       },
       {},
     );
@@ -55,28 +60,49 @@ export function e2eSuite(v: E2eVariant): void {
   afterAll(async () => {
     await host?.stop();
     await sim?.stop();
+    await sim2?.stop();
     await v.teardown();
     await azurite?.stop();
   });
 
   async function health() {
     const res = await fetch(`${host.httpUrl}/api/health`);
-    return { status: res.status, body: (await res.json()) as Record<string, unknown> };
+    const body = (await res.json()) as { status: string; flows: Record<string, unknown>[] };
+    return {
+      status: res.status,
+      body,
+      flows: Object.fromEntries(body.flows.map((f) => [String(f.flow), f])),
+    };
   }
 
-  async function expectTargetEqualsSource() {
+  /** Both flows' records, and only theirs, are in the shared target table, each under its flow. */
+  async function expectTargetEqualsSources() {
     const access = { kind: 'connectionString' as const, connectionString: azurite.connectionString };
     const target = new Map<string, { version: bigint; deleted: boolean }>();
     for await (const r of new TableTarget(tableClient(access, 'syncbridgerecords')).list())
       target.set(r.key, r);
-    const source = sim.snapshot();
-    expect(target.size).toBe(source.length);
-    for (const s of source) {
-      expect(target.get(`default|${s.RecordID}`)).toMatchObject({
-        version: s.lastSubmissionId,
-        deleted: s.fields.State === 'Deleted',
-      });
-    }
+    const sources = [
+      ['leads', sim.snapshot()],
+      ['inspections', sim2.snapshot()],
+    ] as const;
+    expect(target.size).toBe(sources.reduce((n, [, s]) => n + s.length, 0));
+    for (const [flow, source] of sources)
+      for (const s of source)
+        expect(target.get(`${flow}|${s.RecordID}`)).toMatchObject({
+          version: s.lastSubmissionId,
+          deleted: s.fields.State === 'Deleted',
+        });
+  }
+
+  const maxId = (s: FlowfinitySimulator) =>
+    s
+      .snapshot()
+      .reduce((m, r) => (r.lastSubmissionId > m ? r.lastSubmissionId : m), 0n)
+      .toString();
+
+  async function syncBoth() {
+    await Promise.all([host.runTimer('syncTimer-leads'), host.runTimer('syncTimer-inspections')]);
+    await host.waitForIdle({ timeoutMs: 60_000, quietMs: 300 });
   }
 
   it('registers the app functions with resolved settings', () => {
@@ -86,38 +112,53 @@ export function e2eSuite(v: E2eVariant): void {
       'health',
       'recordsPoison',
       'syncControl',
-      'syncTimer',
+      'syncTimer-inspections',
+      'syncTimer-leads',
     ]);
-    expect(byName.syncTimer!.binding.schedule).toBe('*/10 * * * * *');
+    expect(byName['syncTimer-leads']!.binding.schedule).toBe('*/10 * * * * *');
+    expect(byName['syncTimer-inspections']!.binding.schedule).toBe('*/10 * * * * *');
     for (const [name, b] of Object.entries(v.expectedBindings))
       expect(byName[name]).toMatchObject({ triggerType: b.triggerType, binding: { queueName: b.queueName } });
   });
 
-  it('syncs the view through timer → queue → apply → complete and reports it in /api/health', async () => {
-    expect(await health()).toMatchObject({
-      status: 200,
-      body: { status: 'ok', cursor: null, batch: null, recordsSynced: 0 },
-    });
-
-    await host.runTimer('syncTimer');
-    await host.waitForIdle({ timeoutMs: 60_000, quietMs: 300 });
-    await expectTargetEqualsSource();
-    const max = sim.snapshot().reduce((m, r) => (r.lastSubmissionId > m ? r.lastSubmissionId : m), 0n);
-    expect((await health()).body).toMatchObject({
+  it('syncs two views side by side through timer → queue → apply → complete, each reported in /api/health', async () => {
+    const before = await health();
+    expect(before.status).toBe(200);
+    expect(before.flows.leads).toMatchObject({
       status: 'ok',
-      cursor: max.toString(),
+      cursor: null,
       batch: null,
-      recordsSynced: 60,
+      totals: { applied: 0 },
+    });
+    expect(before.flows.inspections).toMatchObject({ status: 'ok', cursor: null, batch: null });
+
+    await syncBoth();
+    await expectTargetEqualsSources();
+    const first = await health();
+    expect(first.body.status).toBe('ok');
+    expect(first.flows.leads).toMatchObject({
+      cursor: maxId(sim),
+      batch: null,
+      totals: { applied: 60, batches: 1 },
+    });
+    expect(first.flows.inspections).toMatchObject({
+      cursor: maxId(sim2),
+      batch: null,
+      totals: { applied: 25, batches: 1 },
     });
 
     sim.update(sim.snapshot()[2]!.RecordID, { Company: 'Renamed Ltd' });
     sim.remove(sim.snapshot()[9]!.RecordID);
-    await host.runTimer('syncTimer');
-    await host.waitForIdle({ timeoutMs: 60_000, quietMs: 300 });
-    await expectTargetEqualsSource();
+    sim2.update(sim2.snapshot()[0]!.RecordID);
+    await syncBoth();
+    await expectTargetEqualsSources();
     const after = await health();
-    expect(after.body).toMatchObject({ recordsSynced: 62, batchesCompleted: 2 });
-    v.afterSync?.(after.body);
+    expect(after.flows.leads).toMatchObject({
+      totals: { applied: 62, skipped: 0, batches: 2 },
+      lateCommits: { caught: 0 },
+    });
+    expect(after.flows.inspections).toMatchObject({ totals: { applied: 26, batches: 2 } });
+    v.afterSync?.(after.flows);
   });
 
   it('answers unknown routes with a JSON 404', async () => {

@@ -5,24 +5,24 @@
  * Observers record every target write and every cursor write so the invariants can be checked.
  */
 import { randomBytes } from 'node:crypto';
+import { applyRecordsMessage } from '../../src/lib/batch/applier';
+import { handleControlMessage } from '../../src/lib/batch/control';
+import type { Engine } from '../../src/lib/batch/engine';
+import { flowHealth } from '../../src/lib/batch/health';
+import { replayQuarantined } from '../../src/lib/batch/operations';
+import { plan, type PlanOutcome } from '../../src/lib/batch/planner';
+import { createApp, createCursorStore, type AppServices } from '../../src/lib/compose';
 import { loadConfig, type Config } from '../../src/lib/config';
 import type { FaultPoint, Faults } from '../../src/lib/faults';
-import type { Log } from '../../src/lib/log';
-import {
-  createCursorStore,
-  createServices,
-  ensureInfrastructure,
-  type Services,
-} from '../../src/lib/services';
-import { applyRecordsMessage } from '../../src/lib/sync/applier';
-import { handleControlMessage } from '../../src/lib/sync/completer';
-import { plan, type PlanOutcome } from '../../src/lib/sync/planner';
+import type { ViewSyncFlow } from '../../src/lib/flows/view-sync/flow';
 import type {
+  Log,
   ApplyOutcome,
   CompareAndSetResult,
   CursorStore,
   TargetRecord,
   TargetSystem,
+  Transport,
 } from '../../src/lib/ports';
 import { TableTarget } from '../../src/lib/targets/table-target';
 import { tableClient } from '../../src/lib/storage/clients';
@@ -101,7 +101,9 @@ export class RecordingCursor implements CursorStore {
 
 export class Pipeline {
   readonly config: Config;
-  readonly services: Services;
+  readonly app: AppServices;
+  /** The engine the drivers run with (replaceable: see wrapTransport). */
+  engine: Engine;
   readonly target: RecordingTarget;
   readonly cursor: RecordingCursor;
   /** Invariant violations seen while running (cursor passing an unapplied record...). */
@@ -140,19 +142,20 @@ export class Pipeline {
         : {}),
       ...o.env,
     });
-    this.tableTarget = new TableTarget(tableClient(this.config.storage, this.config.target.tableName));
+    const flowConfig = this.config.flows[0]!;
+    this.tableTarget = new TableTarget(tableClient(this.config.storage, flowConfig.target.tableName));
     const inner = o.wrapTarget ? o.wrapTarget(this.tableTarget) : this.tableTarget;
     this.target = new RecordingTarget(inner);
-    this.cursor = new RecordingCursor(createCursorStore(this.config), (from, to) =>
+    this.cursor = new RecordingCursor(createCursorStore(this.config, flowConfig), (from, to) =>
       this.checkCursorWrite(from, to),
     );
-    this.services = createServices(this.config, {
-      target: this.target,
+    this.app = createApp(this.config, {
+      target: () => this.target,
       faults: o.faults,
-      cursor: this.cursor,
+      cursor: () => this.cursor,
       now: () => Date.now() + this.clockOffsetMs,
     });
-    const ctx = this.services.ctx;
+    this.engine = this.app.engine;
     const maxAttempts = o.maxDequeueCount ?? 3;
     const records = this.config.transport.recordsQueue;
     const control = this.config.transport.controlQueue;
@@ -179,11 +182,11 @@ export class Pipeline {
     const deliveryCount = (meta: Record<string, unknown>) => Number(meta.dequeueCount ?? meta.deliveryCount);
     this.drivers = [
       driver(records, (body, meta) =>
-        applyRecordsMessage(ctx, body, { deliveryCount: deliveryCount(meta) }, quietLog),
+        applyRecordsMessage(this.engine, body, { deliveryCount: deliveryCount(meta) }, quietLog),
       ),
       driver(o.azure ? `${records}/$deadletterqueue` : `${records}-poison`, (body, meta) =>
         applyRecordsMessage(
-          ctx,
+          this.engine,
           body,
           {
             deliveryCount: deliveryCount(meta),
@@ -193,33 +196,54 @@ export class Pipeline {
           quietLog,
         ),
       ),
-      driver(control, (body) => handleControlMessage(ctx, body, quietLog)),
+      driver(control, (body) => handleControlMessage(this.engine, body, quietLog)),
     ];
   }
 
-  get ctx() {
-    return this.services.ctx;
+  get flow(): ViewSyncFlow {
+    return this.app.flows[0]!;
+  }
+
+  get ledger() {
+    return this.engine.ledger(this.flow.name);
+  }
+
+  get quarantine() {
+    return this.engine.quarantine(this.flow.name);
+  }
+
+  health() {
+    return flowHealth(this.engine, this.flow);
+  }
+
+  replay(ids: string[] | 'all') {
+    return replayQuarantined(this.engine, this.flow, ids, quietLog);
+  }
+
+  /** Puts a wrapper around the transport every step sends through. */
+  wrapTransport(wrap: (t: Transport) => Transport): void {
+    this.engine = this.engine.withDeps({ transport: wrap(this.engine.transport) });
   }
 
   async start(): Promise<this> {
-    await ensureInfrastructure(this.services);
+    await this.engine.ensureReady();
     for (const d of this.drivers) await d.start();
     return this;
   }
 
   async stop(): Promise<void> {
     for (const d of this.drivers) await d.stop();
-    await this.services.close();
+    await this.app.close();
   }
 
   /** Moves the clock past the planner lease, as time passing after a planner died. */
   expireLease(): void {
-    this.clockOffsetMs += (this.config.sync.planLeaseSeconds + 1) * 1000;
+    this.clockOffsetMs += (this.flow.settings.planLeaseSeconds + 1) * 1000;
   }
 
   /** A timer tick. */
   tick(): Promise<PlanOutcome> {
-    return plan(this.ctx, quietLog);
+    return plan(this.engine, this.flow, quietLog);
   }
 
   /** Waits until every queue driver is idle for `quietMs`. */
@@ -253,7 +277,7 @@ export class Pipeline {
       if (outcome?.kind === 'busy' || (outcome?.kind === 'in-flight' && outcome.state === 'dispatching'))
         this.expireLease();
       if (outcome?.kind === 'empty') {
-        const state = await this.ctx.ledger.getViewState();
+        const state = await this.ledger.getState();
         if (!state.currentBatchId) return { ticks, errors };
       }
     }
@@ -294,7 +318,7 @@ export class Pipeline {
     if (prev && to < prev.to) this.violations.push(`cursor went back from ${prev.to} to ${to}`);
     const target = await this.targetRecords();
     const quarantined = new Set(
-      (await this.ctx.quarantine.list()).map(
+      (await this.quarantine.list()).map(
         (q) => `leads|${q.recordId}|${q.kind === 'malformed' ? '*' : q.version}`,
       ),
     );

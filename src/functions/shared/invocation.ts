@@ -29,6 +29,17 @@ export type QueueHandler = (
  * (`<queue>` / `<queue>-poison`) or a Service Bus queue (`<queue>` / `<queue>/$deadletterqueue`).
  * `queue` picks the records or control queue named by the settings.
  */
+/**
+ * The dead-letter reason as the host binds it: an application property, camel-cased by the
+ * worker (`applicationProperties.deadLetterReason`); the top-level name is a fallback for older
+ * hosts.
+ */
+function deadLetterReasonOf(meta: Record<string, unknown> | undefined): string | undefined {
+  const props = meta?.applicationProperties as Record<string, unknown> | undefined;
+  const reason = props?.deadLetterReason ?? props?.DeadLetterReason ?? meta?.deadLetterReason;
+  return typeof reason === 'string' && reason !== '' ? reason : undefined;
+}
+
 export function registerQueueFunction(
   name: string,
   queueRole: 'records' | 'control',
@@ -47,7 +58,7 @@ export function registerQueueFunction(
           body,
           {
             deliveryCount: Number(context.triggerMetadata?.deliveryCount ?? 1),
-            deadLetterReason: context.triggerMetadata?.deadLetterReason as string | undefined,
+            deadLetterReason: deadLetterReasonOf(context.triggerMetadata),
           },
           context,
         ),

@@ -1,7 +1,8 @@
 /**
- * Quarantine: records (or raw view items) that cannot be applied, stored durably with their
+ * Quarantine: records (or raw source items) that cannot be applied, stored durably with their
  * payload, error and attempts so nothing is lost and an operator can inspect and replay them.
- * Table `<prefix>quarantine`, PK = view, RK = `<kind>|<key>|<version>`.
+ * Table `<prefix>quarantine`, PK = flow, RK = `<kind>|<record id>|<version>` (or a hash of the
+ * payload when the identity is unknown). The same record version quarantined twice is one entry.
  */
 import { createHash } from 'node:crypto';
 import type { TableClient } from '@azure/data-tables';
@@ -11,20 +12,22 @@ import { statusOf } from '../errors';
 export type QuarantineKind =
   /** A record the target refused or kept failing on. */
   | 'record'
-  /** A view item that failed validation (raw JSON kept). */
+  /** A source item that failed validation (raw JSON kept). */
   | 'malformed'
   /** A record too large for one queue message. */
   | 'oversize';
 
 export interface QuarantineEntry {
   kind: QuarantineKind;
-  /** RecordID where known. */
+  /** The record's id within its flow, where known. */
   recordId?: string;
-  /** lastSubmissionId where known, as a decimal string. */
+  /** The record's version where known, as a decimal string. */
   version?: string;
+  /** The stream whose batch it came from (for a blocking entry: the batch to unblock). */
+  stream?: string;
   batchId?: string;
   chunk?: number;
-  /** The payload exactly as it would have been applied (JSON text). */
+  /** The payload exactly as it would have been applied: a wire record (records.ts) as JSON, or the raw item. */
   payload: string;
   error: string;
   attempts: number;
@@ -39,7 +42,7 @@ export interface StoredQuarantineEntry extends QuarantineEntry {
 export class Quarantine {
   constructor(
     private readonly table: TableClient,
-    private readonly view: string,
+    readonly flow: string,
     private readonly now: () => number = Date.now,
   ) {}
 
@@ -61,11 +64,12 @@ export class Quarantine {
     }
     await this.table.upsertEntity(
       {
-        partitionKey: this.view,
+        partitionKey: this.flow,
         rowKey: id,
         kind: entry.kind,
         recordId: entry.recordId ?? '',
         version: entry.version ?? '',
+        stream: entry.stream ?? '',
         batchId: entry.batchId ?? '',
         chunk: entry.chunk ?? -1,
         error: entry.error.slice(0, 8000),
@@ -84,13 +88,15 @@ export class Quarantine {
     await ensureTable(this.table);
     const out: StoredQuarantineEntry[] = [];
     for await (const e of this.table.listEntities<Record<string, unknown>>({
-      queryOptions: { filter: `PartitionKey eq '${this.view.replace(/'/g, "''")}'` },
+      queryOptions: { filter: `PartitionKey eq '${this.flow.replace(/'/g, "''")}'` },
     })) {
       out.push({
         id: String(e.rowKey),
         kind: e.kind as QuarantineKind,
         recordId: e.recordId ? String(e.recordId) : undefined,
         version: e.version ? String(e.version) : undefined,
+        // Entries written before flows have no stream: their stream was the flow itself.
+        stream: e.stream ? String(e.stream) : this.flow,
         batchId: e.batchId ? String(e.batchId) : undefined,
         chunk: Number(e.chunk) >= 0 ? Number(e.chunk) : undefined,
         payload: textFromProperties('payload', e),
@@ -107,7 +113,7 @@ export class Quarantine {
     await ensureTable(this.table);
     let n = 0;
     for await (const _ of this.table.listEntities({
-      queryOptions: { filter: `PartitionKey eq '${this.view.replace(/'/g, "''")}'`, select: ['RowKey'] },
+      queryOptions: { filter: `PartitionKey eq '${this.flow.replace(/'/g, "''")}'`, select: ['RowKey'] },
     }))
       n++;
     return n;
@@ -115,7 +121,7 @@ export class Quarantine {
 
   async remove(id: string): Promise<void> {
     try {
-      await this.table.deleteEntity(this.view, id);
+      await this.table.deleteEntity(this.flow, id);
     } catch (e) {
       if (statusOf(e) !== 404) throw e;
     }

@@ -1,0 +1,4 @@
+/** Function names that other code (the local runner, tests) needs without loading the registrations. */
+
+/** The timer function of a view-sync flow. */
+export const timerName = (flow: string) => `syncTimer-${flow}`;

@@ -1,0 +1,130 @@
+/**
+ * Complete: on `batch-drained`, check the count, move the manifest to `completing` (ETag:
+ * excludes a concurrent abandon), run the flow's own completion step (a view's cursor
+ * compare-and-set, an event marked done), close the manifest and the stream state, and plan
+ * again at once when the batch was full. Every step is safe to repeat: a crash anywhere is
+ * finished by the next drain signal (a tick re-sends it for a drained batch not completed).
+ */
+import { AppError } from '../errors';
+import type { Log } from '../ports';
+import type { Engine } from './engine';
+import type { BatchFlow } from './flow';
+import { isDrained, textColumns, type Ledger, type Manifest } from './ledger';
+
+export type CompleteOutcome =
+  | {
+      kind: 'completed';
+      stream: string;
+      batchId: string;
+      from: string | null;
+      to: string;
+      records: number;
+      repolled: boolean;
+    }
+  | { kind: 'noop'; batchId: string; reason: string };
+
+export async function completeBatch(
+  e: Engine,
+  flow: BatchFlow,
+  stream: string,
+  batchId: string,
+  log: Log,
+): Promise<CompleteOutcome> {
+  const ledger = e.ledger(stream);
+  for (let attempt = 0; attempt < 20; attempt++) {
+    const m = await ledger.getManifest(batchId);
+    if (!m) return { kind: 'noop', batchId, reason: 'no such batch' };
+    if (
+      m.state === 'completed' ||
+      m.state === 'abandoned' ||
+      m.state === 'blocked' ||
+      m.state === 'dispatching'
+    )
+      return { kind: 'noop', batchId, reason: `batch is ${m.state}` };
+    if (!isDrained(m)) return { kind: 'noop', batchId, reason: `not drained (${m.done}/${m.messageCount})` };
+    const completing = m.state === 'completing' ? m : await ledger.transition(m, 'completing');
+    if (!completing) continue; // changed meanwhile: look again
+    return await finish(e, flow, ledger, completing, log);
+  }
+  throw new Error(`batch ${batchId}: the manifest kept changing while completing`);
+}
+
+async function finish(
+  e: Engine,
+  flow: BatchFlow,
+  ledger: Ledger,
+  m: Manifest,
+  log: Log,
+): Promise<CompleteOutcome> {
+  const stream = ledger.stream;
+  await e.faults.at('complete.flow', m.batchId);
+  const state = await ledger.getState();
+  let next: { flowState?: string } | void;
+  try {
+    next = await flow.onComplete(
+      {
+        stream,
+        batchId: m.batchId,
+        from: m.from,
+        to: m.to,
+        meta: m.meta,
+        recordCount: m.recordCount,
+        quarantined: m.quarantined,
+        flowState: state.flowState,
+      },
+      log,
+    );
+  } catch (err) {
+    if (err instanceof AppError && err.kind === 'conflict')
+      await ledger.recordError(err.message, new Date(e.now()));
+    throw err;
+  }
+  await e.faults.at('complete.close', m.batchId);
+  if (m.state !== 'completed') {
+    const closed = await ledger.transition(m, 'completed', { completedAt: new Date(e.now()).toISOString() });
+    if (!closed) return { kind: 'noop', batchId: m.batchId, reason: 'completed concurrently' };
+  }
+  await ledger.updateState((s) => ({
+    currentBatchId: s.currentBatchId === m.batchId ? '' : (s.currentBatchId ?? ''),
+    lastCompletedAt: new Date(e.now()).toISOString(),
+    lastCompletedBatchId: m.batchId,
+    recordsApplied: s.recordsApplied + m.applied,
+    recordsSkipped: s.recordsSkipped + m.skipped,
+    recordsQuarantined: s.recordsQuarantined + m.quarantined,
+    batchesCompleted: s.batchesCompleted + 1,
+    lastError: '',
+    ...(next && next.flowState !== undefined ? textColumns('flowState', next.flowState) : {}),
+  }));
+  log.info('completed a batch', {
+    stream,
+    batchId: m.batchId,
+    from: m.from ?? null,
+    to: m.to,
+    records: m.recordCount,
+    applied: m.applied,
+    skipped: m.skipped,
+    quarantined: m.quarantined,
+  });
+  let repolled = false;
+  if (m.full) {
+    await e.faults.at('complete.poll', m.batchId);
+    await e.transport.send('control', [
+      {
+        messageId: `${m.batchId}:poll`,
+        kind: 'poll',
+        batchId: m.batchId,
+        body: { type: 'poll', stream, reason: `batch ${m.batchId} was full` },
+      },
+    ]);
+    repolled = true;
+  }
+  return {
+    kind: 'completed',
+    stream,
+    batchId: m.batchId,
+    from: m.from ?? null,
+    to: m.to,
+    records: m.recordCount,
+    repolled,
+  };
+}

@@ -1,0 +1,158 @@
+/**
+ * Composition root: builds the adapters that configuration selects, one runtime per flow, and
+ * the batch engine that routes messages to them. The only module that knows every concrete
+ * adapter; the engine and the flows see ports only.
+ */
+import { randomUUID } from 'node:crypto';
+import type { TableClient } from '@azure/data-tables';
+import { Engine } from './batch/engine';
+import type { FlowConfig } from './config';
+import { loadConfig, type Config } from './config';
+import { BlobCursorStore } from './cursor/blob-cursor-store';
+import { fileShareCursorStore } from './cursor/fileshare-cursor-store';
+import { noFaults, type Faults } from './faults';
+import { FlowfinityViewClient } from './flowfinity/view-client';
+import { ViewSyncFlow } from './flows/view-sync/flow';
+import type { CursorStore, TargetReader, TargetSystem, Transport, ViewSource } from './ports';
+import { blobServiceClient, queueServiceClient, tableClient } from './storage/clients';
+import { TableTarget } from './targets/table-target';
+import { ServiceBusTransport } from './transport/servicebus-transport';
+import { StorageQueueTransport } from './transport/storage-queue-transport';
+
+export interface AppServices {
+  config: Config;
+  engine: Engine;
+  /** The view-sync flows, by name. */
+  flows: ViewSyncFlow[];
+  flow(name: string): ViewSyncFlow;
+  /** Read access to a flow's target (health, tests, CLI). */
+  targetReader(flow: string): TargetReader;
+  close(): Promise<void>;
+}
+
+/** Test and tooling hooks: replace an adapter, per flow where adapters are per flow. */
+export interface ServiceOverrides {
+  view?: (flow: FlowConfig) => ViewSource;
+  cursor?: (flow: FlowConfig) => CursorStore;
+  target?: (flow: FlowConfig) => TargetSystem & Partial<TargetReader>;
+  transport?: Transport;
+  faults?: Faults;
+  now?: () => number;
+  instanceId?: string;
+}
+
+export function createCursorStore(config: Config, flow: FlowConfig): CursorStore {
+  const c = config.cursor;
+  const slash = flow.cursorFile.lastIndexOf('/');
+  const directory = slash < 0 ? '' : flow.cursorFile.slice(0, slash);
+  const fileName = flow.cursorFile.slice(slash + 1);
+  if (c.store === 'blob') {
+    const access = c.connectionString
+      ? { kind: 'connectionString' as const, connectionString: c.connectionString }
+      : config.storage;
+    return new BlobCursorStore(blobServiceClient(access).getContainerClient(c.shareName), flow.cursorFile);
+  }
+  return fileShareCursorStore({
+    connectionString:
+      c.connectionString ??
+      (config.storage.kind === 'connectionString' ? config.storage.connectionString : undefined),
+    accountName: config.storage.kind === 'identity' ? config.storage.accountName : undefined,
+    shareName: c.shareName,
+    directory,
+    fileName,
+  });
+}
+
+export function createTransport(config: Config): Transport {
+  const t = config.transport;
+  const queues = { records: t.recordsQueue, control: t.controlQueue };
+  if (t.kind === 'servicebus') {
+    if (!t.serviceBus) throw new Error('TRANSPORT=servicebus needs ServiceBusConnection');
+    return new ServiceBusTransport({ access: t.serviceBus, queues });
+  }
+  return new StorageQueueTransport(queueServiceClient(config.storage), queues);
+}
+
+export function createViewClient(flow: FlowConfig): ViewSource {
+  return new FlowfinityViewClient({
+    viewUrl: flow.view.url,
+    onBehalfOf: flow.view.onBehalfOf,
+    username: flow.view.username,
+    password: flow.view.password,
+    timeoutMs: flow.view.timeoutMs,
+    maxRetries: flow.view.maxRetries,
+  });
+}
+
+export function createApp(config: Config, o: ServiceOverrides = {}): AppServices {
+  const tables = new Map<string, TableClient>();
+  const table = (name: string) => {
+    let t = tables.get(name);
+    if (!t) tables.set(name, (t = tableClient(config.storage, name)));
+    return t;
+  };
+  const targets = new Map<string, TableTarget>();
+  const tableTarget = (name: string) => {
+    let t = targets.get(name);
+    if (!t) targets.set(name, (t = new TableTarget(table(name))));
+    return t;
+  };
+  const transport = o.transport ?? createTransport(config);
+  const readers = new Map<string, Partial<TargetReader>>();
+  const flows = config.flows.map((f) => {
+    const target = o.target?.(f) ?? tableTarget(f.target.tableName);
+    readers.set(f.name, target as Partial<TargetReader>);
+    return new ViewSyncFlow({
+      name: f.name,
+      settings: {
+        ...f.batch,
+        lookback: f.lookback,
+        stateField: f.stateField,
+        deletedStates: f.deletedStates,
+      },
+      view: o.view?.(f) ?? createViewClient(f),
+      cursor: o.cursor?.(f) ?? createCursorStore(config, f),
+      target,
+    });
+  });
+  const engine = new Engine(
+    {
+      transport,
+      stateTable: table(`${config.tablePrefix}state`),
+      quarantineTable: table(`${config.tablePrefix}quarantine`),
+      faults: o.faults ?? noFaults,
+      now: o.now ?? Date.now,
+      instanceId: o.instanceId ?? randomUUID(),
+    },
+    flows,
+  );
+  const byName = new Map(flows.map((f) => [f.name, f]));
+  return {
+    config,
+    engine,
+    flows,
+    flow: (name) => {
+      const f = byName.get(name);
+      if (!f) engine.flow(name); // throws the ConfigError naming the flows this app has
+      return f!;
+    },
+    targetReader: (name) => ({
+      list: () => {
+        const r = readers.get(name);
+        if (!r?.list) throw new Error(`the target of flow ${name} cannot list its records`);
+        return r.list();
+      },
+    }),
+    close: async () => {
+      await transport.close();
+      await Promise.all(flows.map((f) => f.target.close?.()));
+    },
+  };
+}
+
+let shared: AppServices | undefined;
+/** The process-wide services of the function app, built on first use from process.env. */
+export function getApp(): AppServices {
+  shared ??= createApp(loadConfig());
+  return shared;
+}

@@ -1,0 +1,295 @@
+/**
+ * The one place that reads process.env: one schema (settings.ts, flow-settings.ts), one
+ * validation, and the app's configuration with its types inferred from that schema. A missing
+ * or invalid setting fails at start-up with one line per problem, each naming the setting;
+ * secret values are never echoed.
+ */
+import { ConfigError } from '../errors';
+import {
+  FLOW_SETTING_PATTERN,
+  flowSettingName,
+  flowSettings,
+  flowSettingSchema,
+  type FlowSettingDefinition,
+  type FlowSettingKey,
+} from './flow-settings';
+import { flowName, settings, type SettingDefinition, type SettingName, type SettingValues } from './settings';
+
+export { ConfigError };
+export { settings, type SettingDefinition, type SettingName } from './settings';
+export { flowSettingKeys, flowSettings, FLOW_SETTING_PATTERN, flowSettingName } from './flow-settings';
+
+type Env = Record<string, string | undefined>;
+
+export type StorageAccess =
+  { kind: 'connectionString'; connectionString: string } | { kind: 'identity'; accountName: string };
+export type ServiceBusAccess =
+  | { kind: 'connectionString'; connectionString: string }
+  | { kind: 'identity'; fullyQualifiedNamespace: string };
+
+const defs = settings as readonly SettingDefinition[];
+const present = (v: string | undefined): v is string => v !== undefined && v !== '';
+
+/** A Key Vault reference the platform could not resolve reaches the app as its literal text. */
+const UNRESOLVED_KEY_VAULT = /^@Microsoft\.KeyVault\(/i;
+const unresolvedReference = (name: string) =>
+  `${name} is an unresolved Key Vault reference: the app's identity cannot read the secret yet (check the reference's secret URI, that the secret exists, and that the identity has the Key Vault Secrets User role), or set the value directly`;
+
+function parseSetting(def: SettingDefinition, name: string, raw: string, problems: string[]): unknown {
+  if (def.secret && UNRESOLVED_KEY_VAULT.test(raw)) {
+    problems.push(unresolvedReference(name));
+    return undefined;
+  }
+  const parsed = def.schema.safeParse(raw);
+  if (parsed.success) return parsed.data;
+  const why = parsed.error.issues.map((i) => i.message).join('; ');
+  // Never echo a secret's value back.
+  problems.push(`${name} is invalid${def.secret ? '' : ` (got ${JSON.stringify(raw)})`}: ${why}`);
+  return undefined;
+}
+
+/** Every shared setting, parsed, defaults applied; `failed` holds those that were invalid. */
+function readShared(env: Env, problems: string[]) {
+  const values = new Map<string, unknown>();
+  const failed = new Set<string>();
+  for (const s of defs) {
+    const raw = env[s.name];
+    if (!present(raw) && s.default === undefined) continue;
+    const before = problems.length;
+    const v = parseSetting(s, s.name, present(raw) ? raw : s.default!, problems);
+    if (problems.length > before) failed.add(s.name);
+    else values.set(s.name, v);
+  }
+  const get = <K extends SettingName>(name: K) => values.get(name) as SettingValues[K] | undefined;
+  return { get, failed };
+}
+
+type Shared = ReturnType<typeof readShared>;
+
+/** `Flows__<flow>__<Key>` settings grouped by flow (names as first written; keys case-insensitive). */
+function flowEnv(env: Env, problems: string[]): Map<string, Map<string, { name: string; raw: string }>> {
+  const flows = new Map<string, Map<string, { name: string; raw: string }>>();
+  const spelling = new Map<string, string>();
+  for (const [name, raw] of Object.entries(env)) {
+    const m = FLOW_SETTING_PATTERN.exec(name);
+    if (!m || !present(raw)) continue;
+    const [, flow, key] = m as unknown as [string, string, string];
+    const first = spelling.get(flow.toLowerCase());
+    if (first !== undefined && first !== flow) {
+      problems.push(
+        `${name}: flow ${JSON.stringify(flow)} is also spelled ${JSON.stringify(first)}; use one spelling`,
+      );
+      continue;
+    }
+    spelling.set(flow.toLowerCase(), flow);
+    if (!flowName.safeParse(flow).success) {
+      problems.push(`${name}: the flow name ${JSON.stringify(flow)} must be 1-40 letters, digits or hyphens`);
+      continue;
+    }
+    const def = flowSettings.find((d) => d.key.toLowerCase() === key.toLowerCase());
+    if (!def) {
+      problems.push(
+        `${name} is not a known per-flow setting (known: ${flowSettings.map((d) => d.key).join(', ')})`,
+      );
+      continue;
+    }
+    if (!flows.has(flow)) flows.set(flow, new Map());
+    flows.get(flow)!.set(def.key, { name, raw });
+  }
+  return flows;
+}
+
+function readFlow(
+  name: string,
+  own: Map<string, { name: string; raw: string }>,
+  shared: Shared,
+  isLegacy: boolean,
+  problems: string[],
+) {
+  /** The flow's value of `key`: its own setting, else the shared one (already validated). */
+  const value = <K extends FlowSettingKey>(key: K, o: { required?: boolean } = {}): unknown => {
+    const def = flowSettings.find((d) => d.key === key) as FlowSettingDefinition;
+    const mine = own.get(key);
+    if (mine) {
+      return parseSetting(
+        { name: mine.name, description: def.description, schema: flowSettingSchema(def), secret: def.secret },
+        mine.name,
+        mine.raw,
+        problems,
+      );
+    }
+    // Only the flow named SYNC_VIEW_NAME takes its view from the flat FLOWFINITY_VIEW_URL.
+    const shared_ = def.shared && (key !== 'ViewUrl' || isLegacy) ? def.shared : undefined;
+    if (shared_ && shared.failed.has(shared_)) return undefined; // reported once, as the shared setting
+    const v = shared_ ? shared.get(shared_) : undefined;
+    if (v === undefined && o.required) {
+      const sharedDef = shared_ ? defs.find((d) => d.name === shared_) : undefined;
+      problems.push(
+        isLegacy && own.size === 0 && sharedDef
+          ? `${sharedDef.name} is missing: ${sharedDef.description}`
+          : `${flowSettingName(name, key)} is missing: ${def.description}${shared_ ? ` (or set ${shared_} for every flow)` : ''}`,
+      );
+    }
+    return v;
+  };
+  const str = (k: FlowSettingKey, o?: { required?: boolean }) => value(k, o) as string;
+  const num = (k: FlowSettingKey) => value(k) as number;
+
+  const cursorFile =
+    (value('CursorFile') as string | undefined) ??
+    [
+      shared.get('CURSOR_DIRECTORY')?.replace(/^\/+|\/+$/g, ''),
+      isLegacy ? undefined : name,
+      shared.get('CURSOR_FILE_NAME'),
+    ]
+      .filter(Boolean)
+      .join('/');
+  return {
+    name,
+    type: (value('Type') as 'view-sync' | undefined) ?? ('view-sync' as const),
+    schedule: str('Schedule'),
+    view: {
+      url: str('ViewUrl', { required: true }),
+      onBehalfOf: str('OnBehalfOf', { required: true }),
+      username: str('Username', { required: true }),
+      password: str('Password', { required: true }),
+      timeoutMs: num('TimeoutMs'),
+      maxRetries: num('MaxRetries'),
+    },
+    batch: {
+      maxBatch: num('MaxBatch'),
+      recordsPerMessage: num('RecordsPerMessage'),
+      maxAttempts: shared.get('SYNC_MAX_ATTEMPTS')!,
+      planLeaseSeconds: shared.get('SYNC_PLAN_LEASE_SECONDS')!,
+      stallSeconds: shared.get('SYNC_STALL_SECONDS')!,
+      poisonPolicy: value('PoisonPolicy') as 'quarantine' | 'block',
+    },
+    lookback: num('Lookback'),
+    stateField: str('StateField'),
+    deletedStates: value('DeletedStates') as string[],
+    cursorFile,
+    target: { kind: value('Target') as 'table', tableName: str('TargetTableName') },
+  };
+}
+
+export type FlowConfig = ReturnType<typeof readFlow>;
+
+/** Reads and validates every setting; throws ConfigError with one line per problem. */
+export function loadConfig(env: Env = process.env) {
+  const problems: string[] = [];
+  const shared = readShared(env, problems);
+  const v = shared.get;
+
+  let storage: StorageAccess | undefined;
+  if (v('AzureWebJobsStorage'))
+    storage = { kind: 'connectionString', connectionString: v('AzureWebJobsStorage')! };
+  else if (v('AzureWebJobsStorage__accountName'))
+    storage = { kind: 'identity', accountName: v('AzureWebJobsStorage__accountName')! };
+  else if (
+    !shared.failed.has('AzureWebJobsStorage') &&
+    !shared.failed.has('AzureWebJobsStorage__accountName')
+  )
+    problems.push(
+      'AzureWebJobsStorage is missing: set a storage connection string, or AzureWebJobsStorage__accountName for managed identity',
+    );
+
+  let serviceBus: ServiceBusAccess | undefined;
+  if (v('ServiceBusConnection'))
+    serviceBus = { kind: 'connectionString', connectionString: v('ServiceBusConnection')! };
+  else if (v('ServiceBusConnection__fullyQualifiedNamespace'))
+    serviceBus = {
+      kind: 'identity',
+      fullyQualifiedNamespace: v('ServiceBusConnection__fullyQualifiedNamespace')!,
+    };
+  if (
+    v('TRANSPORT') === 'servicebus' &&
+    !serviceBus &&
+    ![...shared.failed].some((n) => n.startsWith('ServiceBus'))
+  )
+    problems.push(
+      'ServiceBusConnection is missing: TRANSPORT=servicebus needs a Service Bus connection string, or ServiceBusConnection__fullyQualifiedNamespace for managed identity (or set TRANSPORT=storagequeue)',
+    );
+  if (v('SYNC_RECORDS_QUEUE') && v('SYNC_RECORDS_QUEUE') === v('SYNC_CONTROL_QUEUE'))
+    problems.push('SYNC_CONTROL_QUEUE must differ from SYNC_RECORDS_QUEUE');
+
+  const flows: FlowConfig[] = [];
+  const own = flowEnv(env, problems);
+  const legacyName = v('SYNC_VIEW_NAME');
+  const names = new Set(own.keys());
+  if (legacyName && (present(env.FLOWFINITY_VIEW_URL) || names.size === 0)) names.add(legacyName);
+  for (const name of names)
+    flows.push(readFlow(name, own.get(name) ?? new Map(), shared, name === legacyName, problems));
+  const files = new Map<string, string>();
+  for (const f of flows) {
+    const other = files.get(f.cursorFile.toLowerCase());
+    if (other)
+      problems.push(
+        `flows ${other} and ${f.name} share the cursor file ${f.cursorFile}: give each its own CursorFile`,
+      );
+    files.set(f.cursorFile.toLowerCase(), f.name);
+  }
+
+  if (problems.length > 0 || !storage) throw new ConfigError(problems);
+
+  return {
+    storage,
+    tablePrefix: v('SYNC_TABLE_PREFIX')!,
+    cursor: {
+      store: v('CURSOR_STORE')!,
+      shareName: v('CURSOR_SHARE_NAME')!,
+      /** Connection string for the cursor's account; falls back to `storage`. */
+      connectionString: v('CURSOR_STORAGE_CONNECTION'),
+    },
+    transport: {
+      kind: v('TRANSPORT')!,
+      recordsQueue: v('SYNC_RECORDS_QUEUE')!,
+      controlQueue: v('SYNC_CONTROL_QUEUE')!,
+      serviceBus,
+    },
+    flows,
+  };
+}
+
+export type Config = ReturnType<typeof loadConfig>;
+
+/**
+ * The settings function registration needs at load time (before the full configuration is
+ * validated on first use): the transport, queue names and each flow's timer schedule, defaults
+ * applied. Bindings get literal values rather than `%NAME%` placeholders, because the Functions
+ * host cannot resolve a placeholder whose app setting is unset, and these settings have defaults.
+ */
+export function registrationSettings(env: Env = process.env) {
+  const problems: string[] = [];
+  const shared = readShared(env, problems);
+  const pick = <K extends SettingName>(name: K) => shared.get(name) as SettingValues[K];
+  const own = flowEnv(env, problems);
+  const legacyName = pick('SYNC_VIEW_NAME');
+  const names = new Set(own.keys());
+  if (legacyName && (present(env.FLOWFINITY_VIEW_URL) || names.size === 0)) names.add(legacyName);
+  const flows = [...names].map((name) => {
+    const mine = own.get(name)?.get('Schedule');
+    const def = flowSettings.find((d) => d.key === 'Schedule')!;
+    const schedule = mine
+      ? (parseSetting(
+          { ...def, name: mine.name, schema: flowSettingSchema(def) },
+          mine.name,
+          mine.raw,
+          problems,
+        ) as string)
+      : pick('SYNC_SCHEDULE');
+    return { name, schedule };
+  });
+  // Only what registration reads must be valid now; the rest is reported on first use.
+  const relevant = problems.filter((p) =>
+    /^(TRANSPORT|SYNC_SCHEDULE|SYNC_RECORDS_QUEUE|SYNC_CONTROL_QUEUE|SYNC_VIEW_NAME|Flows__)/i.test(p),
+  );
+  if (relevant.length) throw new ConfigError(relevant);
+  return {
+    transport: pick('TRANSPORT'),
+    recordsQueue: pick('SYNC_RECORDS_QUEUE'),
+    controlQueue: pick('SYNC_CONTROL_QUEUE'),
+    flows,
+  };
+}
+
+export type RegistrationSettings = ReturnType<typeof registrationSettings>;

@@ -1,4 +1,5 @@
 import { createHook } from 'node:async_hooks';
+import { createRequire } from 'node:module';
 import path from 'node:path';
 import { QueueClient } from '@azure/storage-queue';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -6,6 +7,14 @@ import { startAzurite, type AzuriteInstance } from '../src/local/azurite';
 import { LocalHost } from '../src/local/host';
 import { compileRoute, findRoute, sortRoutes } from '../src/local/host/http-routes';
 import { parseHostJson, parseTimeSpanMs } from '../src/local/host/host-json';
+import {
+  fromRpcTriggerMetadata,
+  serviceBusBindingData,
+  serviceBusTriggerMetadata,
+  toRpcTriggerMetadata,
+} from '../src/local/host/servicebus-driver';
+import { deadLetterReasonOf } from '../src/lib/transport/dead-letter';
+import type { ServiceBusReceivedMessage } from '@azure/service-bus';
 import { hostAppRecords } from './fixtures/host-app/records';
 
 const fixtures = path.join(__dirname, 'fixtures', 'host-app');
@@ -213,6 +222,74 @@ describe('LocalHost', () => {
       functionName: 'work',
     });
     await expect(host!.invoke('work', { fail: true })).rejects.toThrow('message asked to fail');
+  });
+
+  it("hands a Service Bus trigger the metadata that @azure/functions 4.16.5 makes of the host's binding data", async () => {
+    // A dead-lettered message as the JS SDK surfaces it (the input of the driver's conversion).
+    const enqueued = new Date('2024-05-01T10:00:00.120Z');
+    const message = {
+      body: { n: 1 },
+      messageId: '42',
+      correlationId: undefined,
+      contentType: 'application/json',
+      subject: 'records',
+      deliveryCount: 0,
+      lockToken: '0f0e0d0c-0b0a-0908-0706-050403020100',
+      sequenceNumber: { toNumber: () => 7 },
+      enqueuedTimeUtc: enqueued,
+      expiresAtUtc: new Date(enqueued.getTime() + 14 * 24 * 3600_000),
+      deadLetterReason: 'TTLExpiredException',
+      deadLetterErrorDescription: 'The message expired and was dead lettered.',
+      applicationProperties: {
+        kind: 'records',
+        BatchId: 'b1',
+        DeadLetterReason: 'TTLExpiredException',
+        DeadLetterErrorDescription: 'The message expired and was dead lettered.',
+      },
+    } as unknown as ServiceBusReceivedMessage;
+    const rpc = toRpcTriggerMetadata(serviceBusBindingData(message, 'ns.servicebus.windows.net'));
+
+    // The real package's own conversion, reached through the programming model it registered
+    // with the (shimmed) @azure/functions-core, exactly as the worker calls it.
+    const core = createRequire(__filename)('@azure/functions-core') as {
+      getProgrammingModel(): {
+        getInvocationModel(ctx: unknown): {
+          getArguments(): Promise<{ context: { triggerMetadata: unknown } }>;
+        };
+      };
+    };
+    const invocation = core.getProgrammingModel().getInvocationModel({
+      invocationId: 'inv-1',
+      request: { triggerMetadata: rpc, inputData: [] },
+      metadata: { name: 'sb', bindings: { message: { type: 'serviceBusTrigger', direction: 'in' } } },
+      log: () => undefined,
+    });
+    const { context } = await invocation.getArguments();
+    expect(fromRpcTriggerMetadata(rpc)).toEqual(context.triggerMetadata);
+    expect(serviceBusTriggerMetadata(message, 'ns.servicebus.windows.net')).toEqual(context.triggerMetadata);
+
+    const meta = context.triggerMetadata as Record<string, unknown>;
+    expect(meta).toMatchObject({
+      messageId: 42, // the worker JSON-parses string metadata
+      deliveryCount: 1,
+      sequenceNumber: 7,
+      contentType: 'application/json',
+      subject: 'records',
+      label: 'records',
+      enqueuedTimeUtc: '2024-05-01T10:00:00.12',
+      enqueuedTime: '2024-05-01T10:00:00.12+00:00',
+      expiresAtUtc: '2024-05-15T10:00:00.12',
+      applicationProperties: {
+        kind: 'records',
+        batchId: 'b1',
+        deadLetterReason: 'TTLExpiredException',
+        deadLetterErrorDescription: 'The message expired and was dead lettered.',
+      },
+      userProperties: { kind: 'records', batchId: 'b1', deadLetterReason: 'TTLExpiredException' },
+    });
+    expect(meta).not.toHaveProperty('deadLetterReason');
+    expect(meta).not.toHaveProperty('correlationId');
+    expect(deadLetterReasonOf(meta)).toBe('TTLExpiredException');
   });
 
   it('refuses a second host while one runs', async () => {

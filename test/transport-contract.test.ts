@@ -10,7 +10,13 @@ import type { TriggerDriver } from '../src/local/host/driver';
 import type { OutgoingMessage, Transport } from '../src/lib/ports';
 import { ServiceBusTransport } from '../src/lib/transport/servicebus-transport';
 import { StorageQueueTransport } from '../src/lib/transport/storage-queue-transport';
-import { startServiceBusServer, type ServiceBusTestServer } from './support/servicebus-server';
+import { deadLetterReasonOf } from '../src/lib/transport/dead-letter';
+import { infraQueueOptions } from './support/infra-queues';
+import {
+  startServiceBusServer,
+  type QueueOptions,
+  type ServiceBusTestServer,
+} from './support/servicebus-server';
 
 interface Arrived {
   body: unknown;
@@ -167,6 +173,12 @@ transportContract('StorageQueueTransport (Azurite)', {
 let sbServer: ServiceBusTestServer | undefined;
 const fastRetry = { retryOptions: { retryDelayInMs: 20, maxRetryDelayInMs: 100, maxRetries: 3 } };
 
+/** Creates the queues as infra does (Service Bus creates none on demand). */
+function createQueues(queues: TestQueues, overrides: QueueOptions = {}): TestQueues {
+  for (const q of Object.values(queues)) sbServer!.createQueue(q, infraQueueOptions(overrides));
+  return queues;
+}
+
 function serviceBusTransport(queues: TestQueues): ServiceBusTransport {
   return new ServiceBusTransport({
     access: { kind: 'connectionString', connectionString: sbServer!.connectionString },
@@ -186,7 +198,7 @@ transportContract('ServiceBusTransport (AMQP test server)', {
     sbServer = undefined;
   },
   async create() {
-    const queues = uniqueQueues();
+    const queues = createQueues(uniqueQueues());
     const transfersBefore = sbServer!.stats.transfers;
     const transport = serviceBusTransport(queues);
     const consumed = new Map<string, number>();
@@ -223,9 +235,8 @@ describe('ServiceBusTransport and the Service Bus trigger driver', () => {
     sbServer = undefined;
   });
 
-  const setup = (queueOptions?: { maxDeliveryCount?: number }) => {
-    const queues = uniqueQueues();
-    if (queueOptions) sbServer!.createQueue(queues.records, queueOptions);
+  const setup = (queueOptions?: QueueOptions) => {
+    const queues = createQueues(uniqueQueues(), queueOptions);
     const transport = serviceBusTransport(queues);
     transports.push(transport);
     return { queues, transport };
@@ -270,7 +281,7 @@ describe('ServiceBusTransport and the Service Bus trigger driver', () => {
   });
 
   it('sends nothing when one message of a send cannot fit, and honours maxBatchBytes', async () => {
-    const queues = uniqueQueues();
+    const queues = createQueues(uniqueQueues());
     const small = new ServiceBusTransport({
       access: { kind: 'connectionString', connectionString: sbServer!.connectionString },
       queues,
@@ -291,7 +302,7 @@ describe('ServiceBusTransport and the Service Bus trigger driver', () => {
     expect(sbServer!.stats.transfers - before).toBeGreaterThanOrEqual(3);
   });
 
-  it('driver: invokes with the parsed body and extension-style metadata, completes on success, then is idle', async () => {
+  it('driver: invokes with the parsed body and the metadata the host and worker hand over, completes on success, then is idle', async () => {
     const { queues, transport } = setup();
     await transport.send('records', [msg('d1', { n: 1 }), msg('d2', { n: 2 }), msg('d3', { n: 3 })]);
     const { driver, calls } = await startDriver(queues.records, () => undefined);
@@ -304,11 +315,24 @@ describe('ServiceBusTransport and the Service Bus trigger driver', () => {
       messageId: 'd1',
       deliveryCount: 1,
       applicationProperties: { kind: 'records', batchId: 'b1' },
+      userProperties: { kind: 'records', batchId: 'b1' },
       contentType: 'application/json',
+      sequenceNumber: expect.any(Number),
     });
-    expect(typeof meta.lockToken).toBe('string');
-    expect(new Date(meta.enqueuedTimeUtc as string).getTime()).toBeLessThanOrEqual(Date.now());
-    expect(meta).not.toHaveProperty('deadLetterReason');
+    expect(meta.lockToken).toMatch(/^[0-9a-f-]{36}$/);
+    // .NET DateTime (no zone) and DateTimeOffset (+00:00), as Newtonsoft writes them.
+    expect(meta.enqueuedTimeUtc).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?$/);
+    expect(meta.enqueuedTime).toMatch(/\+00:00$/);
+    expect(new Date(`${meta.enqueuedTimeUtc as string}Z`).getTime()).toBeLessThanOrEqual(Date.now());
+    // infra gives the queues a 14-day default time to live.
+    const ttl =
+      new Date(`${meta.expiresAtUtc as string}Z`).getTime() -
+      new Date(`${meta.enqueuedTimeUtc as string}Z`).getTime();
+    expect(ttl).toBe(14 * 24 * 3600_000);
+    // Null properties are not sent at all; the host never binds a top-level dead-letter reason.
+    for (const key of ['correlationId', 'deadLetterSource', 'sessionId', 'deadLetterReason'])
+      expect(meta).not.toHaveProperty(key);
+    expect(deadLetterReasonOf(meta)).toBeUndefined();
     await waitFor(() => driver.isIdle());
   });
 
@@ -349,8 +373,7 @@ describe('ServiceBusTransport and the Service Bus trigger driver', () => {
   });
 
   it('driver: renews the lock while an invocation outlives the lock duration', async () => {
-    const queues = uniqueQueues();
-    sbServer!.createQueue(queues.records, { lockDurationMs: 1200 });
+    const queues = createQueues(uniqueQueues(), { lockDurationMs: 1200 });
     const transport = serviceBusTransport(queues);
     transports.push(transport);
     await transport.send('records', [msg('long-running', { n: 1 })]);
@@ -390,10 +413,19 @@ describe('ServiceBusTransport and the Service Bus trigger driver', () => {
     const dlq = await startDriver(`${queues.records}/$deadletterqueue`, () => undefined);
     await waitFor(() => dlq.calls.length === 1 && sbServer!.deadLetters(queues.records).length === 0);
     expect(dlq.calls[0]!.input).toEqual({ bad: true });
-    expect(dlq.calls[0]!.meta).toMatchObject({
+    const meta = dlq.calls[0]!.meta;
+    // As in Azure: the reason is an application property, camel-cased by the worker.
+    expect(meta).toMatchObject({
       messageId: 'poison',
-      deadLetterReason: 'MaxDeliveryCountExceeded',
+      applicationProperties: {
+        kind: 'records',
+        batchId: 'b1',
+        deadLetterReason: 'MaxDeliveryCountExceeded',
+        deadLetterErrorDescription: expect.stringContaining('3 delivery attempts'),
+      },
     });
+    expect(meta).not.toHaveProperty('deadLetterReason');
+    expect(deadLetterReasonOf(meta)).toBe('MaxDeliveryCountExceeded');
   });
 });
 

@@ -2,13 +2,18 @@
  * One contract for every Transport adapter, run against StorageQueueTransport (on Azurite) and
  * ServiceBusTransport (on the AMQP test server), plus the local host's Service Bus trigger driver.
  */
+import { ServiceBusClient } from '@azure/service-bus';
 import { QueueClient, QueueServiceClient } from '@azure/storage-queue';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { startAzurite, type AzuriteInstance } from '../src/local/azurite';
 import { createServiceBusDriver } from '../src/local/host/servicebus-driver';
 import type { TriggerDriver } from '../src/local/host/driver';
 import type { OutgoingMessage, Transport } from '../src/lib/ports';
-import { ServiceBusTransport } from '../src/lib/transport/servicebus-transport';
+import {
+  SERVICE_BUS_MAX_JSON_BYTES,
+  ServiceBusTransport,
+  type ServiceBusTransportOptions,
+} from '../src/lib/transport/servicebus-transport';
 import { StorageQueueTransport } from '../src/lib/transport/storage-queue-transport';
 import { deadLetterReasonOf } from '../src/lib/transport/dead-letter';
 import { infraQueueOptions } from './support/infra-queues';
@@ -179,6 +184,17 @@ function createQueues(queues: TestQueues, overrides: QueueOptions = {}): TestQue
   return queues;
 }
 
+function serviceBusTransportWith(o: Partial<ServiceBusTransportOptions>): ServiceBusTransport {
+  return new ServiceBusTransport({
+    access: {
+      kind: 'connectionString',
+      connectionString: 'Endpoint=sb://unused.localhost;SharedAccessKeyName=k;SharedAccessKey=a2V5',
+    },
+    queues: uniqueQueues(),
+    ...o,
+  });
+}
+
 function serviceBusTransport(queues: TestQueues): ServiceBusTransport {
   return new ServiceBusTransport({
     access: { kind: 'connectionString', connectionString: sbServer!.connectionString },
@@ -285,21 +301,75 @@ describe('ServiceBusTransport and the Service Bus trigger driver', () => {
     const small = new ServiceBusTransport({
       access: { kind: 'connectionString', connectionString: sbServer!.connectionString },
       queues,
-      maxBatchBytes: 8 * 1024,
+      maxBatchBytes: 96 * 1024,
       clientOptions: fastRetry,
     });
     transports.push(small);
+    expect(small.maxMessageBytes).toBe(40 * 1024); // 96 KiB minus the header headroom
     const before = sbServer!.stats.transfers;
     await expect(
-      small.send('records', [msg('ok-1', { t: 'a' }), msg('huge-2', { t: 'b'.repeat(10_000) })]),
-    ).rejects.toThrow(/message huge-2 .*10\d{3} bytes.*8192 bytes/);
+      small.send('records', [msg('ok-1', { t: 'a' }), msg('huge-2', { t: 'b'.repeat(110_000) })]),
+    ).rejects.toThrow(/message huge-2 .*110\d{3} bytes.*98304 bytes/);
     expect(sbServer!.messages(queues.records)).toEqual([]);
     await small.send(
       'records',
-      Array.from({ length: 6 }, (_, i) => msg(`s${i}`, { t: 'c'.repeat(3000) })),
+      Array.from({ length: 6 }, (_, i) => msg(`s${i}`, { t: 'c'.repeat(40_000) })),
     );
     expect(sbServer!.messages(queues.records)).toHaveLength(6);
     expect(sbServer!.stats.transfers - before).toBeGreaterThanOrEqual(3);
+    expect(() => serviceBusTransportWith({ maxBatchBytes: 8 * 1024 })).toThrow(/maxBatchBytes/);
+  });
+
+  it('budgets a message by tier: 200 KiB on Standard, 968 KiB on Premium (what fits a 1 MB batch)', () => {
+    expect(serviceBusTransportWith({}).maxMessageBytes).toBe(200 * 1024);
+    expect(serviceBusTransportWith({ tier: 'standard' }).maxMessageBytes).toBe(SERVICE_BUS_MAX_JSON_BYTES);
+    expect(serviceBusTransportWith({ tier: 'premium' }).maxMessageBytes).toBe(968 * 1024);
+    // maxBatchBytes can lower the budget, never raise it above what 1 MB carries.
+    expect(serviceBusTransportWith({ tier: 'premium', maxBatchBytes: 4 * 1024 * 1024 }).maxMessageBytes).toBe(
+      968 * 1024,
+    );
+  });
+
+  it('Premium with large messages: never sends a batch above 1 MB although the link allows 100 MB', async () => {
+    const premium = await startServiceBusServer({ tier: 'premium' });
+    const stopAfter: (() => Promise<void>)[] = [];
+    try {
+      const queues = uniqueQueues();
+      for (const q of Object.values(queues))
+        premium.createQueue(q, infraQueueOptions({ maxMessageSizeInKilobytes: 100 * 1024 }));
+      const transport = new ServiceBusTransport({
+        access: { kind: 'connectionString', connectionString: premium.connectionString },
+        queues,
+        tier: 'premium',
+        clientOptions: fastRetry,
+      });
+      stopAfter.push(() => transport.close());
+      // Three messages at the Premium budget: together far above 1 MB, each within it.
+      const body = (i: number) => ({ i, t: 'p'.repeat(transport.maxMessageBytes - 100) });
+      await transport.send(
+        'records',
+        [0, 1, 2].map((i) => msg(`big-${i}`, body(i))),
+      );
+      expect(premium.stats.sizeRejected).toBe(0);
+      expect(premium.stats.largestTransferBytes).toBeLessThanOrEqual(1024 * 1024);
+      expect(premium.stats.transfers).toBe(3);
+      expect(premium.messages(queues.records).map((m) => m.messageId)).toEqual(['big-0', 'big-1', 'big-2']);
+      // What the SDK does by default (the old transport): one batch sized by the link, rejected.
+      const raw = new ServiceBusClient(premium.connectionString, fastRetry);
+      try {
+        const sender = raw.createSender(queues.records);
+        const batch = await sender.createMessageBatch();
+        for (const i of [3, 4])
+          expect(batch.tryAddMessage({ body: body(i), messageId: `raw-${i}` })).toBe(true);
+        await expect(sender.sendMessages(batch)).rejects.toMatchObject({ code: 'MessageSizeExceeded' });
+        expect(premium.stats.sizeRejected).toBe(1);
+      } finally {
+        await raw.close();
+      }
+    } finally {
+      for (const f of stopAfter) await f();
+      await premium.stop();
+    }
   });
 
   it('driver: invokes with the parsed body and the metadata the host and worker hand over, completes on success, then is idle', async () => {

@@ -3,7 +3,13 @@
  * operation the fileshare cursor store uses, and the lease rules with the service's codes.
  */
 import http from 'node:http';
-import { ShareServiceClient, type ShareClient, type ShareFileClient } from '@azure/storage-file-share';
+import https from 'node:https';
+import {
+  ShareServiceClient,
+  type ShareClient,
+  type ShareClientOptions,
+  type ShareFileClient,
+} from '@azure/storage-file-share';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startAzureFilesServer, type AzureFilesServer } from './support/azure-files-server';
 
@@ -235,16 +241,22 @@ describe('leases', () => {
     await file.uploadRange('x', 0, 1, { leaseAccessConditions: { leaseId: newId } });
   });
 
-  it('breaks a lease (202) without knowing its id; the old holder is fenced off', async () => {
+  it('breaks a lease (202) without knowing its id: the state is broken and the old holder is fenced off', async () => {
     const { share, file } = await newFile('abc');
     const holder = file.getShareLeaseClient();
     await holder.acquireLease();
     const res = await file.getShareLeaseClient().breakLease();
     expect(res._response.status).toBe(202);
-    expect((await file.getProperties()).leaseState).toBe('available');
+    const props = await file.getProperties();
+    expect([props.leaseState, props.leaseStatus, props.leaseDuration]).toEqual([
+      'broken',
+      'unlocked',
+      undefined,
+    ]);
     expect(
       await failure(file.uploadRange('zzz', 0, 3, { leaseAccessConditions: { leaseId: holder.leaseId } })),
-    ).toMatchObject({ status: 412 });
+    ).toEqual({ status: 412, code: 'LeaseNotPresentWithFileOperation' });
+    // On broken, anyone may write without a lease id; a new holder may acquire.
     const breaker = file.getShareLeaseClient();
     await breaker.acquireLease();
     expect(
@@ -252,8 +264,137 @@ describe('leases', () => {
     ).toEqual({ status: 412, code: 'LeaseIdMismatchWithFileOperation' });
     expect(server.fileContent(share.name, 'f.txt')?.toString()).toBe('abc');
   });
+
+  it('on a broken lease, break again and release by the old holder succeed; release by another id does not', async () => {
+    const { share, file } = await newFile('abc');
+    const holder = file.getShareLeaseClient();
+    await holder.acquireLease();
+    await file.getShareLeaseClient().breakLease();
+    expect((await file.getShareLeaseClient().breakLease())._response.status).toBe(202);
+    expect(server.fileLeaseState(share.name, 'f.txt')).toBe('broken');
+    expect(await failure(file.getShareLeaseClient().releaseLease())).toEqual({
+      status: 409,
+      code: 'LeaseIdMismatchWithLeaseOperation',
+    });
+    expect(await failure(holder.changeLease('11111111-2222-4333-8444-555555555555'))).toEqual({
+      status: 409,
+      code: 'LeaseNotPresentWithLeaseOperation',
+    });
+    await holder.releaseLease();
+    expect((await file.getProperties()).leaseState).toBe('available');
+    expect(await failure(file.getShareLeaseClient().breakLease())).toEqual({
+      status: 409,
+      code: 'LeaseNotPresentWithLeaseOperation',
+    });
+  });
+
+  it('checks a lease id carried by a READ: 412 on a mismatch or without an active lease', async () => {
+    const { file } = await newFile('abc');
+    const wrong = { leaseAccessConditions: { leaseId: '00000000-0000-4000-8000-000000000000' } };
+    expect(await failure(file.download(0, undefined, wrong))).toEqual({
+      status: 412,
+      code: 'LeaseNotPresentWithFileOperation',
+    });
+    const lease = file.getShareLeaseClient();
+    await lease.acquireLease();
+    expect(await failure(file.getProperties(wrong))).toEqual({
+      status: 412,
+      code: 'LeaseIdMismatchWithFileOperation',
+    });
+    expect(
+      (
+        await file.downloadToBuffer(0, undefined, { leaseAccessConditions: { leaseId: lease.leaseId } })
+      ).toString(),
+    ).toBe('abc');
+    expect((await file.downloadToBuffer()).toString()).toBe('abc'); // without a lease id: open
+  });
+
+  it('answers lease errors on file operations with 409 when told to (the code stays)', async () => {
+    const { file } = await newFile('abc');
+    await file.getShareLeaseClient().acquireLease();
+    const wrong = { leaseAccessConditions: { leaseId: '00000000-0000-4000-8000-000000000000' } };
+    server.setLeaseErrorStatus(409);
+    try {
+      expect(await failure(file.uploadRange('xyz', 0, 3, wrong))).toEqual({
+        status: 409,
+        code: 'LeaseIdMismatchWithFileOperation',
+      });
+      expect(await failure(file.uploadRange('xyz', 0, 3))).toEqual({ status: 409, code: 'LeaseIdMissing' });
+    } finally {
+      server.setLeaseErrorStatus(412);
+    }
+  });
 });
 
+describe('names', () => {
+  it('are case-insensitive and case-preserving', async () => {
+    const share = await newShare();
+    await share.getDirectoryClient('Sync').create();
+    const file = share.getDirectoryClient('Sync').getFileClient('Cursor.TXT');
+    await file.create(2);
+    await file.uploadRange('42', 0, 2);
+    const other = share.getDirectoryClient('sync').getFileClient('cursor.txt');
+    expect((await other.downloadToBuffer()).toString()).toBe('42');
+    expect(await failure(share.getDirectoryClient('SYNC').create())).toEqual({
+      status: 409,
+      code: 'ResourceAlreadyExists',
+    });
+    expect(server.filePaths(share.name)).toEqual(['Sync/Cursor.TXT']);
+    await other.uploadRange('43', 0, 2);
+    expect(server.fileContent(share.name, 'SYNC/CURSOR.txt')?.toString()).toBe('43');
+  });
+
+  it('limit each path component to 255 characters (400 OutOfRangeInput)', async () => {
+    const share = await newShare();
+    await share.rootDirectoryClient.getFileClient('x'.repeat(255)).create(1);
+    expect(await failure(share.rootDirectoryClient.getFileClient('y'.repeat(256)).create(1))).toEqual({
+      status: 400,
+      code: 'OutOfRangeInput',
+    });
+    expect(await failure(share.getDirectoryClient('d'.repeat(256)).create())).toEqual({
+      status: 400,
+      code: 'OutOfRangeInput',
+    });
+    const short = share.rootDirectoryClient.getFileClient('short.txt');
+    await short.create(1);
+    expect(await failure(short.rename('z'.repeat(256)))).toEqual({ status: 400, code: 'OutOfRangeInput' });
+  });
+});
+
+describe('OAuth (Bearer) requests, over TLS', () => {
+  let tlsServer: AzureFilesServer;
+  beforeAll(async () => {
+    tlsServer = await startAzureFilesServer({ tls: true });
+  });
+  afterAll(async () => tlsServer?.stop());
+
+  const credential = {
+    getToken: async () => ({ token: 'test-token', expiresOnTimestamp: Date.now() + 3_600_000 }),
+  };
+  const bearerService = (intent?: 'backup') =>
+    new ShareServiceClient(tlsServer.endpoint, credential, {
+      fileRequestIntent: intent,
+      retryOptions: { maxTries: 1 },
+      agent: new https.Agent({ ca: tlsServer.ca }),
+    } as ShareClientOptions);
+
+  it('need x-ms-file-request-intent: backup (400 MissingRequiredHeader without it)', async () => {
+    tlsServer.createShare('oauth');
+    const file = (intent?: 'backup') =>
+      bearerService(intent).getShareClient('oauth').rootDirectoryClient.getFileClient('f.txt');
+    expect(await failure(file().create(2))).toEqual({ status: 400, code: 'MissingRequiredHeader' });
+    await file('backup').create(2);
+    await file('backup').uploadRange('ok', 0, 2);
+    expect(tlsServer.fileContent('oauth', 'f.txt')?.toString()).toBe('ok');
+  });
+
+  it('cannot create a share (the data roles do not manage shares): 403', async () => {
+    expect(await failure(bearerService('backup').getShareClient('not-by-oauth').create())).toEqual({
+      status: 403,
+      code: 'AuthorizationPermissionMismatch',
+    });
+  });
+});
 describe('protocol details and fault switches', () => {
   it('answers errors as XML with x-ms-error-code, and needs an Authorization header (not a valid one)', async () => {
     const noAuth = await rawRequest('GET', `/${server.account}/whatever/f.txt`, {
@@ -321,6 +462,40 @@ describe('protocol details and fault switches', () => {
       server.onRequest = undefined;
     }
     expect(server.fileContent(share.name, 'f.txt')?.toString()).toBe('abc');
+  });
+});
+
+describe('lost responses and the service clock', () => {
+  it('failNextAfterApplying: the rename happens, its response is lost, and the SDK retry gets 404', async () => {
+    const { share, file } = await newFile('one');
+    server.failNextAfterApplying(1, { operation: 'rename' });
+    expect(await failure(file.rename('moved.txt', { replaceIfExists: false }))).toEqual({
+      status: 404,
+      code: 'ResourceNotFound',
+    });
+    expect(server.fileContent(share.name, 'moved.txt')?.toString()).toBe('one');
+    expect(server.fileContent(share.name, 'f.txt')).toBeUndefined();
+    expect(server.stats.byOperation.rename).toBeGreaterThanOrEqual(2);
+  });
+
+  it('failNextAfterApplying with a dropped connection: a put range is applied once and retried', async () => {
+    const { share, file } = await newFile('abc');
+    const before = server.stats.byOperation.putRange ?? 0;
+    server.failNextAfterApplying(1, { operation: 'putRange', mode: 'drop' });
+    await file.uploadRange('xyz', 0, 3);
+    expect(server.fileContent(share.name, 'f.txt')?.toString()).toBe('xyz');
+    expect((server.stats.byOperation.putRange ?? 0) - before).toBe(2);
+  });
+
+  it('dates responses and Last-Modified by the service clock; lease operations do not touch Last-Modified', async () => {
+    const { file } = await newFile('abc');
+    const first = await file.getProperties();
+    server.advanceClock(90_000);
+    await file.getShareLeaseClient().acquireLease();
+    const second = await file.getProperties();
+    expect(second.lastModified!.getTime()).toBe(first.lastModified!.getTime());
+    expect(second.etag).toBe(first.etag);
+    expect(second.date!.getTime() - second.lastModified!.getTime()).toBeGreaterThanOrEqual(89_000);
   });
 });
 

@@ -6,6 +6,7 @@
 import { expect } from 'vitest';
 import { startAzureFilesServer, type AzureFilesServer } from './support/azure-files-server';
 import { e2eSuite } from './support/e2e-suite';
+import { infraQueueOptions } from './support/infra-queues';
 import { startServiceBusServer, type ServiceBusTestServer } from './support/servicebus-server';
 
 let serviceBus: ServiceBusTestServer;
@@ -14,7 +15,8 @@ let files: AzureFilesServer;
 e2eSuite({
   setup: async () => {
     serviceBus = await startServiceBusServer();
-    for (const q of ['sync-records', 'sync-control']) serviceBus.createQueue(q, { maxDeliveryCount: 5 });
+    // The queues as infra creates them (the test server creates none on demand).
+    for (const q of ['sync-records', 'sync-control']) serviceBus.createQueue(q, infraQueueOptions());
     files = await startAzureFilesServer();
     return {
       TRANSPORT: 'servicebus',

@@ -1,12 +1,23 @@
 import { createHook } from 'node:async_hooks';
+import { createRequire } from 'node:module';
 import path from 'node:path';
 import { QueueClient } from '@azure/storage-queue';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startAzurite, type AzuriteInstance } from '../src/local/azurite';
-import { LocalHost } from '../src/local/host';
+import { FunctionTimeoutError, LocalHost, WorkerRestartedError } from '../src/local/host';
 import { compileRoute, findRoute, sortRoutes } from '../src/local/host/http-routes';
 import { parseHostJson, parseTimeSpanMs } from '../src/local/host/host-json';
+import {
+  fromRpcTriggerMetadata,
+  serviceBusBindingData,
+  serviceBusTriggerMetadata,
+  toRpcTriggerMetadata,
+} from '../src/local/host/servicebus-driver';
+import { deadLetterReasonOf } from '../src/lib/transport/dead-letter';
+import type { ServiceBusReceivedMessage } from '@azure/service-bus';
 import { hostAppRecords } from './fixtures/host-app/records';
+import { infraQueueOptions } from './support/infra-queues';
+import { startServiceBusServer } from './support/servicebus-server';
 
 const fixtures = path.join(__dirname, 'fixtures', 'host-app');
 const appModule = path.join(fixtures, 'functions.ts');
@@ -57,6 +68,13 @@ describe('route templates and host.json', () => {
       messageEncoding: 'base64',
     });
     expect(h.http.routePrefix).toBe('api');
+  });
+
+  it('reads functionTimeout: a TimeSpan, "-1" for unbounded, 30 minutes when absent', () => {
+    expect(parseHostJson({ functionTimeout: '00:10:00' }).functionTimeoutMs).toBe(600_000);
+    expect(parseHostJson({ functionTimeout: '-1' }).functionTimeoutMs).toBeUndefined();
+    expect(parseHostJson({}).functionTimeoutMs).toBe(30 * 60_000);
+    expect(() => parseHostJson({ functionTimeout: '10 minutes' })).toThrow(/TimeSpan/);
   });
 });
 
@@ -215,6 +233,74 @@ describe('LocalHost', () => {
     await expect(host!.invoke('work', { fail: true })).rejects.toThrow('message asked to fail');
   });
 
+  it("hands a Service Bus trigger the metadata that @azure/functions 4.16.5 makes of the host's binding data", async () => {
+    // A dead-lettered message as the JS SDK surfaces it (the input of the driver's conversion).
+    const enqueued = new Date('2024-05-01T10:00:00.120Z');
+    const message = {
+      body: { n: 1 },
+      messageId: '42',
+      correlationId: undefined,
+      contentType: 'application/json',
+      subject: 'records',
+      deliveryCount: 0,
+      lockToken: '0f0e0d0c-0b0a-0908-0706-050403020100',
+      sequenceNumber: { toNumber: () => 7 },
+      enqueuedTimeUtc: enqueued,
+      expiresAtUtc: new Date(enqueued.getTime() + 14 * 24 * 3600_000),
+      deadLetterReason: 'TTLExpiredException',
+      deadLetterErrorDescription: 'The message expired and was dead lettered.',
+      applicationProperties: {
+        kind: 'records',
+        BatchId: 'b1',
+        DeadLetterReason: 'TTLExpiredException',
+        DeadLetterErrorDescription: 'The message expired and was dead lettered.',
+      },
+    } as unknown as ServiceBusReceivedMessage;
+    const rpc = toRpcTriggerMetadata(serviceBusBindingData(message, 'ns.servicebus.windows.net'));
+
+    // The real package's own conversion, reached through the programming model it registered
+    // with the (shimmed) @azure/functions-core, exactly as the worker calls it.
+    const core = createRequire(__filename)('@azure/functions-core') as {
+      getProgrammingModel(): {
+        getInvocationModel(ctx: unknown): {
+          getArguments(): Promise<{ context: { triggerMetadata: unknown } }>;
+        };
+      };
+    };
+    const invocation = core.getProgrammingModel().getInvocationModel({
+      invocationId: 'inv-1',
+      request: { triggerMetadata: rpc, inputData: [] },
+      metadata: { name: 'sb', bindings: { message: { type: 'serviceBusTrigger', direction: 'in' } } },
+      log: () => undefined,
+    });
+    const { context } = await invocation.getArguments();
+    expect(fromRpcTriggerMetadata(rpc)).toEqual(context.triggerMetadata);
+    expect(serviceBusTriggerMetadata(message, 'ns.servicebus.windows.net')).toEqual(context.triggerMetadata);
+
+    const meta = context.triggerMetadata as Record<string, unknown>;
+    expect(meta).toMatchObject({
+      messageId: 42, // the worker JSON-parses string metadata
+      deliveryCount: 1,
+      sequenceNumber: 7,
+      contentType: 'application/json',
+      subject: 'records',
+      label: 'records',
+      enqueuedTimeUtc: '2024-05-01T10:00:00.12',
+      enqueuedTime: '2024-05-01T10:00:00.12+00:00',
+      expiresAtUtc: '2024-05-15T10:00:00.12',
+      applicationProperties: {
+        kind: 'records',
+        batchId: 'b1',
+        deadLetterReason: 'TTLExpiredException',
+        deadLetterErrorDescription: 'The message expired and was dead lettered.',
+      },
+      userProperties: { kind: 'records', batchId: 'b1', deadLetterReason: 'TTLExpiredException' },
+    });
+    expect(meta).not.toHaveProperty('deadLetterReason');
+    expect(meta).not.toHaveProperty('correlationId');
+    expect(deadLetterReasonOf(meta)).toBe('TTLExpiredException');
+  });
+
   it('refuses a second host while one runs', async () => {
     await expect(LocalHost.start({ modules: [], settings: {}, hostJsonPath, httpPort: 0 })).rejects.toThrow(
       /already running/,
@@ -253,6 +339,71 @@ describe('LocalHost', () => {
     const afterStop = records.timer.length;
     await new Promise((r) => setTimeout(r, 1_200));
     expect(records.timer.length).toBe(afterStop);
+  });
+
+  it('enforces functionTimeout: the late invocation fails, and the worker restart fails the others in flight', async () => {
+    const timed = await LocalHost.start({
+      modules: [appModule],
+      settings: settings(),
+      hostJsonPath,
+      httpPort: 0,
+      enableTimers: false,
+      queuePollIntervalMs: 50,
+      functionTimeoutMs: 600,
+      log: (level, line) => logs.push(`${level} ${line}`),
+    });
+    try {
+      expect(timed.functionTimeoutMs).toBe(600);
+      const started = Date.now();
+      const late = timed.invoke('work', { sleepMs: 3000 });
+      late.catch(() => undefined);
+      await new Promise((r) => setTimeout(r, 300));
+      // Would finish at ~800 ms, within its own timeout, but is in flight when `late` times out.
+      const bystander = timed.invoke('work', { sleepMs: 500 });
+      bystander.catch(() => undefined);
+      await expect(late).rejects.toBeInstanceOf(FunctionTimeoutError);
+      await expect(late).rejects.toThrow(/Timeout value of 00:00:00\.600 exceeded by function 'work'/);
+      await expect(bystander).rejects.toBeInstanceOf(WorkerRestartedError);
+      expect(Date.now() - started).toBeLessThan(2000);
+      expect(timed.workerRestarts).toBe(1);
+      expect(logs.some((l) => l.includes('Restarting worker process'))).toBe(true);
+      // The host goes on: a quick invocation afterwards succeeds.
+      await timed.invoke('work', { quick: true });
+    } finally {
+      await timed.stop();
+    }
+  });
+
+  it('a Service Bus message whose invocation times out is abandoned and redelivered with deliveryCount 2', async () => {
+    const serviceBus = await startServiceBusServer();
+    const queue = 'sb-slow';
+    serviceBus.createQueue(queue, infraQueueOptions());
+    const timed = await LocalHost.start({
+      modules: [path.join(fixtures, 'servicebus-slow-function.ts')],
+      settings: { HostAppServiceBus: serviceBus.connectionString, SB_SLOW_QUEUE: queue },
+      hostJsonPath,
+      httpPort: 0,
+      enableTimers: false,
+      queuePollIntervalMs: 50,
+      functionTimeoutMs: 400,
+      log: (level, line) => logs.push(`${level} ${line}`),
+    });
+    try {
+      const { ServiceBusClient } = await import('@azure/service-bus');
+      const client = new ServiceBusClient(serviceBus.connectionString);
+      await client
+        .createSender(queue)
+        .sendMessages({ body: { sleepMsOnFirstDelivery: 3000 }, messageId: 'slow-1' });
+      await client.close();
+      await until(() => records.serviceBus.length >= 2 && serviceBus.messages(queue).length === 0, 10_000);
+      expect(records.serviceBus.map((r) => r.deliveryCount)).toEqual([1, 2]);
+      expect(records.serviceBus[1]!.at - records.serviceBus[0]!.at).toBeLessThan(2500); // not after the sleep
+      expect(serviceBus.stats.abandoned).toBe(1);
+      expect(timed.workerRestarts).toBe(1);
+    } finally {
+      await timed.stop();
+      await serviceBus.stop();
+    }
   });
 
   it('fails start() clearly when a Service Bus trigger has no connection setting', async () => {

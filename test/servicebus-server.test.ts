@@ -4,7 +4,12 @@
  */
 import { ServiceBusClient, type ServiceBusReceivedMessage } from '@azure/service-bus';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { startServiceBusServer, type ServiceBusTestServer } from './support/servicebus-server';
+import {
+  startServiceBusServer,
+  type QueueOptions,
+  type ServiceBusServerOptions,
+  type ServiceBusTestServer,
+} from './support/servicebus-server';
 
 let server: ServiceBusTestServer;
 const clients: ServiceBusClient[] = [];
@@ -20,14 +25,28 @@ afterAll(async () => {
   await server?.stop();
 });
 
-function client(): ServiceBusClient {
-  const c = new ServiceBusClient(server.connectionString, {
+function client(s: ServiceBusTestServer = server, connectionString = s.connectionString): ServiceBusClient {
+  const c = new ServiceBusClient(connectionString, {
     retryOptions: { retryDelayInMs: 20, maxRetryDelayInMs: 100, maxRetries: 3, timeoutInMs: 10_000 },
   });
   clients.push(c);
   return c;
 }
-const newQueue = () => `q${++queueCounter}-${Date.now().toString(36)}`;
+/** A new queue, created as infra would (Service Bus creates none on demand). */
+const newQueue = (options: QueueOptions = {}, s: ServiceBusTestServer = server) => {
+  const name = `q${++queueCounter}-${Date.now().toString(36)}`;
+  s.createQueue(name, options);
+  return name;
+};
+const extraServers: ServiceBusTestServer[] = [];
+async function otherServer(options: ServiceBusServerOptions): Promise<ServiceBusTestServer> {
+  const s = await startServiceBusServer(options);
+  extraServers.push(s);
+  return s;
+}
+afterAll(async () => {
+  await Promise.all(extraServers.map((s) => s.stop()));
+});
 
 async function receiveOne(
   c: ServiceBusClient,
@@ -131,8 +150,7 @@ describe('Service Bus test server with the unmodified SDK', () => {
 
   it('moves a message to the dead-letter queue after maxDeliveryCount deliveries', async () => {
     const c = client();
-    const queue = newQueue();
-    server.createQueue(queue, { maxDeliveryCount: 3 });
+    const queue = newQueue({ maxDeliveryCount: 3 });
     await c.createSender(queue).sendMessages({ body: 'poison', messageId: 'p1' });
     const receiver = c.createReceiver(queue);
     const counts: number[] = [];
@@ -151,7 +169,7 @@ describe('Service Bus test server with the unmodified SDK', () => {
 
   it('drops a re-sent messageId within the duplicate detection window', async () => {
     const c = client();
-    const queue = newQueue();
+    const queue = newQueue({ requiresDuplicateDetection: true });
     const sender = c.createSender(queue);
     const dropped = server.stats.duplicatesDropped;
     await sender.sendMessages({ body: 1, messageId: 'same' });
@@ -168,8 +186,7 @@ describe('Service Bus test server with the unmodified SDK', () => {
 
   it('redelivers when the lock expires, and settling with the lost lock fails', async () => {
     const c = client();
-    const queue = newQueue();
-    server.createQueue(queue, { lockDurationMs: 300 });
+    const queue = newQueue({ lockDurationMs: 300 });
     await c.createSender(queue).sendMessages({ body: 'slow', messageId: 'l1' });
     const receiver = c.createReceiver(queue, { maxAutoLockRenewalDurationInMs: 0 });
     const [m1] = await receiver.receiveMessages(1, { maxWaitTimeInMs: 2000 });
@@ -265,3 +282,165 @@ describe('Service Bus test server with the unmodified SDK', () => {
     );
   });
 });
+
+describe('Service Bus test server: as strict as Service Bus', () => {
+  it('refuses links to a queue nobody created (amqp:not-found → MessagingEntityNotFound)', async () => {
+    const c = client();
+    const missing = `missing-${Date.now().toString(36)}`;
+    const before = server.stats.notFound;
+    await expect(c.createSender(missing).sendMessages({ body: 'x' })).rejects.toMatchObject({
+      code: 'MessagingEntityNotFound',
+    });
+    await expect(
+      c.createReceiver(missing).receiveMessages(1, { maxWaitTimeInMs: 500 }),
+    ).rejects.toMatchObject({ code: 'MessagingEntityNotFound' });
+    expect(server.stats.notFound - before).toBeGreaterThanOrEqual(2);
+    expect(server.messages(missing)).toEqual([]);
+    // Once infra has created it, the same name works.
+    server.createQueue(missing);
+    await client().createSender(missing).sendMessages({ body: 'now', messageId: 'n1' });
+    expect(server.messages(missing).map((m) => m.body)).toEqual(['now']);
+  });
+
+  it('keeps duplicates unless the queue was created with requiresDuplicateDetection', async () => {
+    const sender = client().createSender(newQueue());
+    await sender.sendMessages({ body: 1, messageId: 'same' });
+    await sender.sendMessages({ body: 2, messageId: 'same' });
+    const queue = newQueue({ requiresDuplicateDetection: true, duplicateDetectionWindowMs: 200 });
+    const dedup = client().createSender(queue);
+    await dedup.sendMessages({ body: 1, messageId: 'same' });
+    await dedup.sendMessages({ body: 2, messageId: 'same' });
+    await new Promise((r) => setTimeout(r, 250)); // past the history window: a new message again
+    await dedup.sendMessages({ body: 3, messageId: 'same' });
+    expect(server.messages(queue).map((m) => m.body)).toEqual([1, 3]);
+  });
+
+  it('checks the SAS key: a wrong key or key name fails CBS put-token with 401', async () => {
+    const queue = newQueue();
+    const before = server.stats.unauthorized;
+    for (const wrong of [{ key: 'bm90LXRoZS1rZXk=' }, { keyName: 'SomeoneElse' }]) {
+      const c = client(server, server.connectionStringWith(wrong));
+      const failure = await c
+        .createSender(queue)
+        .sendMessages({ body: 'x' })
+        .then(
+          () => undefined,
+          (e: unknown) => e,
+        );
+      // The SDK retries the open and then throws an AggregateError of the attempts' errors.
+      const first = ((failure as { errors?: unknown[] })?.errors?.[0] ?? failure) as { code?: string };
+      expect(first?.code).toBe('UnauthorizedAccess');
+      expect(String((first as Error).message)).toMatch(/InvalidSignature|key name SomeoneElse/);
+    }
+    expect(server.stats.unauthorized - before).toBeGreaterThanOrEqual(2);
+    expect(server.messages(queue)).toEqual([]);
+  });
+
+  it('Premium: the link advertises the entity max message size, but a batch send above 1 MB is rejected', async () => {
+    const premium = await otherServer({ tier: 'premium' });
+    const queue = newQueue({ maxMessageSizeInKilobytes: 100 * 1024 }, premium);
+    const sender = client(premium).createSender(queue);
+    const batch = await sender.createMessageBatch(); // sized by the link: 100 MB
+    expect(batch.maxSizeInBytes).toBe(100 * 1024 * 1024);
+    const part = 'p'.repeat(600 * 1024);
+    expect(batch.tryAddMessage({ body: part, messageId: 'a' })).toBe(true);
+    expect(batch.tryAddMessage({ body: part, messageId: 'b' })).toBe(true);
+    await expect(sender.sendMessages(batch)).rejects.toMatchObject({ code: 'MessageSizeExceeded' });
+    expect(premium.stats.sizeRejected).toBe(1);
+    expect(premium.stats.largestTransferBytes).toBeGreaterThan(1024 * 1024);
+    expect(premium.messages(queue)).toEqual([]);
+    // A single 2 MB message is fine on this entity, and so is a batch within 1 MB.
+    await sender.sendMessages({ body: 'q'.repeat(2 * 1024 * 1024), messageId: 'single' });
+    const small = await sender.createMessageBatch({ maxSizeInBytes: 1024 * 1024 });
+    expect(small.tryAddMessage({ body: part, messageId: 'c' })).toBe(true);
+    expect(small.tryAddMessage({ body: part, messageId: 'd' })).toBe(false);
+    await sender.sendMessages(small);
+    expect(premium.messages(queue).map((m) => m.messageId)).toEqual(['single', 'c']);
+  });
+
+  it('Standard: links advertise 256 KB, and the SDK cannot put more in a batch', async () => {
+    const sender = client().createSender(newQueue());
+    const batch = await sender.createMessageBatch();
+    expect(batch.maxSizeInBytes).toBe(256 * 1024);
+    await expect(sender.createMessageBatch({ maxSizeInBytes: 1024 * 1024 })).rejects.toThrow(/max|size/i);
+  });
+
+  it('expires messages by time to live: dropped, or dead-lettered when the queue says so', async () => {
+    const dropping = newQueue({ defaultMessageTimeToLiveMs: 200 });
+    const deadLettering = newQueue({
+      defaultMessageTimeToLiveMs: 200,
+      deadLetteringOnMessageExpiration: true,
+    });
+    const own = newQueue({ deadLetteringOnMessageExpiration: true });
+    const c = client();
+    await c.createSender(dropping).sendMessages({ body: 'gone', messageId: 'e1' });
+    await c.createSender(deadLettering).sendMessages({ body: 'kept', messageId: 'e2' });
+    await c.createSender(own).sendMessages([
+      { body: 'short', messageId: 'e3', timeToLive: 200 },
+      { body: 'long', messageId: 'e4', timeToLive: 60_000 },
+    ]);
+    const expiry = server.messages(deadLettering)[0]!.expiresAt!.getTime();
+    expect(expiry - server.messages(deadLettering)[0]!.enqueuedAt.getTime()).toBe(200);
+    const expired = server.stats.expired;
+    await new Promise((r) => setTimeout(r, 350));
+    expect(server.messages(dropping)).toEqual([]);
+    expect(server.deadLetters(dropping)).toEqual([]);
+    expect(server.messages(deadLettering)).toEqual([]);
+    expect(server.deadLetters(deadLettering)).toMatchObject([
+      {
+        messageId: 'e2',
+        deadLetterReason: 'TTLExpiredException',
+        deadLetterErrorDescription: 'The message expired and was dead lettered.',
+      },
+    ]);
+    expect(server.messages(own).map((m) => m.messageId)).toEqual(['e4']);
+    expect(server.deadLetters(own).map((m) => m.messageId)).toEqual(['e3']);
+    expect(server.stats.expired - expired).toBe(3);
+    // A receiver sees the expiry the SDK computes from the TTL; a dead letter stays where it is.
+    const [m] = await c.createReceiver(own).receiveMessages(1, { maxWaitTimeInMs: 2000 });
+    expect(m!.expiresAtUtc!.getTime() - m!.enqueuedTimeUtc!.getTime()).toBe(60_000);
+    const dead = await receiveOne(c, deadLettering, { subQueueType: 'deadLetter' });
+    expect(dead?.deadLetterReason).toBe('TTLExpiredException');
+  });
+
+  it('bounds the lock duration at 5 minutes, as ARM does', () => {
+    expect(() => server.createQueue('too-long-lock', { lockDurationMs: 5 * 60_000 + 1 })).toThrow(/PT5M/);
+    expect(() => server.createQueue('five-minutes', { lockDurationMs: 5 * 60_000 })).not.toThrow();
+  });
+
+  it('detaches idle links (amqp:link:detach-forced), and the SDK re-attaches on the next use', async () => {
+    const idle = await otherServer({ idleLinkTimeoutMs: 150 });
+    const queue = newQueue({}, idle);
+    const c = client(idle);
+    const sender = c.createSender(queue);
+    await sender.sendMessages({ body: 1, messageId: 'i1' });
+    const receiver = c.createReceiver(queue);
+    const got: unknown[] = [];
+    const subscription = receiver.subscribe(
+      {
+        processMessage: async (m) => {
+          got.push(m.body);
+        },
+        processError: async () => undefined,
+      },
+      { autoCompleteMessages: true },
+    );
+    try {
+      await until(() => got.length === 1, 5000);
+      await until(() => idle.stats.idleDetached >= 2, 5000); // the sender's and the receiver's
+      await sender.sendMessages({ body: 2, messageId: 'i2' });
+      await until(() => got.length === 2, 10_000);
+      expect(got).toEqual([1, 2]);
+    } finally {
+      await subscription.close();
+    }
+  });
+});
+
+async function until(check: () => boolean, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error(`condition not met in ${timeoutMs} ms: ${check.toString()}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}

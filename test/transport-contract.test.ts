@@ -2,15 +2,26 @@
  * One contract for every Transport adapter, run against StorageQueueTransport (on Azurite) and
  * ServiceBusTransport (on the AMQP test server), plus the local host's Service Bus trigger driver.
  */
+import { ServiceBusClient } from '@azure/service-bus';
 import { QueueClient, QueueServiceClient } from '@azure/storage-queue';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { startAzurite, type AzuriteInstance } from '../src/local/azurite';
 import { createServiceBusDriver } from '../src/local/host/servicebus-driver';
 import type { TriggerDriver } from '../src/local/host/driver';
 import type { OutgoingMessage, Transport } from '../src/lib/ports';
-import { ServiceBusTransport } from '../src/lib/transport/servicebus-transport';
+import {
+  SERVICE_BUS_MAX_JSON_BYTES,
+  ServiceBusTransport,
+  type ServiceBusTransportOptions,
+} from '../src/lib/transport/servicebus-transport';
 import { StorageQueueTransport } from '../src/lib/transport/storage-queue-transport';
-import { startServiceBusServer, type ServiceBusTestServer } from './support/servicebus-server';
+import { deadLetterReasonOf } from '../src/lib/transport/dead-letter';
+import { infraQueueOptions } from './support/infra-queues';
+import {
+  startServiceBusServer,
+  type QueueOptions,
+  type ServiceBusTestServer,
+} from './support/servicebus-server';
 
 interface Arrived {
   body: unknown;
@@ -167,6 +178,23 @@ transportContract('StorageQueueTransport (Azurite)', {
 let sbServer: ServiceBusTestServer | undefined;
 const fastRetry = { retryOptions: { retryDelayInMs: 20, maxRetryDelayInMs: 100, maxRetries: 3 } };
 
+/** Creates the queues as infra does (Service Bus creates none on demand). */
+function createQueues(queues: TestQueues, overrides: QueueOptions = {}): TestQueues {
+  for (const q of Object.values(queues)) sbServer!.createQueue(q, infraQueueOptions(overrides));
+  return queues;
+}
+
+function serviceBusTransportWith(o: Partial<ServiceBusTransportOptions>): ServiceBusTransport {
+  return new ServiceBusTransport({
+    access: {
+      kind: 'connectionString',
+      connectionString: 'Endpoint=sb://unused.localhost;SharedAccessKeyName=k;SharedAccessKey=a2V5',
+    },
+    queues: uniqueQueues(),
+    ...o,
+  });
+}
+
 function serviceBusTransport(queues: TestQueues): ServiceBusTransport {
   return new ServiceBusTransport({
     access: { kind: 'connectionString', connectionString: sbServer!.connectionString },
@@ -186,7 +214,7 @@ transportContract('ServiceBusTransport (AMQP test server)', {
     sbServer = undefined;
   },
   async create() {
-    const queues = uniqueQueues();
+    const queues = createQueues(uniqueQueues());
     const transfersBefore = sbServer!.stats.transfers;
     const transport = serviceBusTransport(queues);
     const consumed = new Map<string, number>();
@@ -223,9 +251,8 @@ describe('ServiceBusTransport and the Service Bus trigger driver', () => {
     sbServer = undefined;
   });
 
-  const setup = (queueOptions?: { maxDeliveryCount?: number }) => {
-    const queues = uniqueQueues();
-    if (queueOptions) sbServer!.createQueue(queues.records, queueOptions);
+  const setup = (queueOptions?: QueueOptions) => {
+    const queues = createQueues(uniqueQueues(), queueOptions);
     const transport = serviceBusTransport(queues);
     transports.push(transport);
     return { queues, transport };
@@ -270,28 +297,82 @@ describe('ServiceBusTransport and the Service Bus trigger driver', () => {
   });
 
   it('sends nothing when one message of a send cannot fit, and honours maxBatchBytes', async () => {
-    const queues = uniqueQueues();
+    const queues = createQueues(uniqueQueues());
     const small = new ServiceBusTransport({
       access: { kind: 'connectionString', connectionString: sbServer!.connectionString },
       queues,
-      maxBatchBytes: 8 * 1024,
+      maxBatchBytes: 96 * 1024,
       clientOptions: fastRetry,
     });
     transports.push(small);
+    expect(small.maxMessageBytes).toBe(40 * 1024); // 96 KiB minus the header headroom
     const before = sbServer!.stats.transfers;
     await expect(
-      small.send('records', [msg('ok-1', { t: 'a' }), msg('huge-2', { t: 'b'.repeat(10_000) })]),
-    ).rejects.toThrow(/message huge-2 .*10\d{3} bytes.*8192 bytes/);
+      small.send('records', [msg('ok-1', { t: 'a' }), msg('huge-2', { t: 'b'.repeat(110_000) })]),
+    ).rejects.toThrow(/message huge-2 .*110\d{3} bytes.*98304 bytes/);
     expect(sbServer!.messages(queues.records)).toEqual([]);
     await small.send(
       'records',
-      Array.from({ length: 6 }, (_, i) => msg(`s${i}`, { t: 'c'.repeat(3000) })),
+      Array.from({ length: 6 }, (_, i) => msg(`s${i}`, { t: 'c'.repeat(40_000) })),
     );
     expect(sbServer!.messages(queues.records)).toHaveLength(6);
     expect(sbServer!.stats.transfers - before).toBeGreaterThanOrEqual(3);
+    expect(() => serviceBusTransportWith({ maxBatchBytes: 8 * 1024 })).toThrow(/maxBatchBytes/);
   });
 
-  it('driver: invokes with the parsed body and extension-style metadata, completes on success, then is idle', async () => {
+  it('budgets a message by tier: 200 KiB on Standard, 968 KiB on Premium (what fits a 1 MB batch)', () => {
+    expect(serviceBusTransportWith({}).maxMessageBytes).toBe(200 * 1024);
+    expect(serviceBusTransportWith({ tier: 'standard' }).maxMessageBytes).toBe(SERVICE_BUS_MAX_JSON_BYTES);
+    expect(serviceBusTransportWith({ tier: 'premium' }).maxMessageBytes).toBe(968 * 1024);
+    // maxBatchBytes can lower the budget, never raise it above what 1 MB carries.
+    expect(serviceBusTransportWith({ tier: 'premium', maxBatchBytes: 4 * 1024 * 1024 }).maxMessageBytes).toBe(
+      968 * 1024,
+    );
+  });
+
+  it('Premium with large messages: never sends a batch above 1 MB although the link allows 100 MB', async () => {
+    const premium = await startServiceBusServer({ tier: 'premium' });
+    const stopAfter: (() => Promise<void>)[] = [];
+    try {
+      const queues = uniqueQueues();
+      for (const q of Object.values(queues))
+        premium.createQueue(q, infraQueueOptions({ maxMessageSizeInKilobytes: 100 * 1024 }));
+      const transport = new ServiceBusTransport({
+        access: { kind: 'connectionString', connectionString: premium.connectionString },
+        queues,
+        tier: 'premium',
+        clientOptions: fastRetry,
+      });
+      stopAfter.push(() => transport.close());
+      // Three messages at the Premium budget: together far above 1 MB, each within it.
+      const body = (i: number) => ({ i, t: 'p'.repeat(transport.maxMessageBytes - 100) });
+      await transport.send(
+        'records',
+        [0, 1, 2].map((i) => msg(`big-${i}`, body(i))),
+      );
+      expect(premium.stats.sizeRejected).toBe(0);
+      expect(premium.stats.largestTransferBytes).toBeLessThanOrEqual(1024 * 1024);
+      expect(premium.stats.transfers).toBe(3);
+      expect(premium.messages(queues.records).map((m) => m.messageId)).toEqual(['big-0', 'big-1', 'big-2']);
+      // What the SDK does by default (the old transport): one batch sized by the link, rejected.
+      const raw = new ServiceBusClient(premium.connectionString, fastRetry);
+      try {
+        const sender = raw.createSender(queues.records);
+        const batch = await sender.createMessageBatch();
+        for (const i of [3, 4])
+          expect(batch.tryAddMessage({ body: body(i), messageId: `raw-${i}` })).toBe(true);
+        await expect(sender.sendMessages(batch)).rejects.toMatchObject({ code: 'MessageSizeExceeded' });
+        expect(premium.stats.sizeRejected).toBe(1);
+      } finally {
+        await raw.close();
+      }
+    } finally {
+      for (const f of stopAfter) await f();
+      await premium.stop();
+    }
+  });
+
+  it('driver: invokes with the parsed body and the metadata the host and worker hand over, completes on success, then is idle', async () => {
     const { queues, transport } = setup();
     await transport.send('records', [msg('d1', { n: 1 }), msg('d2', { n: 2 }), msg('d3', { n: 3 })]);
     const { driver, calls } = await startDriver(queues.records, () => undefined);
@@ -304,11 +385,24 @@ describe('ServiceBusTransport and the Service Bus trigger driver', () => {
       messageId: 'd1',
       deliveryCount: 1,
       applicationProperties: { kind: 'records', batchId: 'b1' },
+      userProperties: { kind: 'records', batchId: 'b1' },
       contentType: 'application/json',
+      sequenceNumber: expect.any(Number),
     });
-    expect(typeof meta.lockToken).toBe('string');
-    expect(new Date(meta.enqueuedTimeUtc as string).getTime()).toBeLessThanOrEqual(Date.now());
-    expect(meta).not.toHaveProperty('deadLetterReason');
+    expect(meta.lockToken).toMatch(/^[0-9a-f-]{36}$/);
+    // .NET DateTime (no zone) and DateTimeOffset (+00:00), as Newtonsoft writes them.
+    expect(meta.enqueuedTimeUtc).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?$/);
+    expect(meta.enqueuedTime).toMatch(/\+00:00$/);
+    expect(new Date(`${meta.enqueuedTimeUtc as string}Z`).getTime()).toBeLessThanOrEqual(Date.now());
+    // infra gives the queues a 14-day default time to live.
+    const ttl =
+      new Date(`${meta.expiresAtUtc as string}Z`).getTime() -
+      new Date(`${meta.enqueuedTimeUtc as string}Z`).getTime();
+    expect(ttl).toBe(14 * 24 * 3600_000);
+    // Null properties are not sent at all; the host never binds a top-level dead-letter reason.
+    for (const key of ['correlationId', 'deadLetterSource', 'sessionId', 'deadLetterReason'])
+      expect(meta).not.toHaveProperty(key);
+    expect(deadLetterReasonOf(meta)).toBeUndefined();
     await waitFor(() => driver.isIdle());
   });
 
@@ -349,8 +443,7 @@ describe('ServiceBusTransport and the Service Bus trigger driver', () => {
   });
 
   it('driver: renews the lock while an invocation outlives the lock duration', async () => {
-    const queues = uniqueQueues();
-    sbServer!.createQueue(queues.records, { lockDurationMs: 1200 });
+    const queues = createQueues(uniqueQueues(), { lockDurationMs: 1200 });
     const transport = serviceBusTransport(queues);
     transports.push(transport);
     await transport.send('records', [msg('long-running', { n: 1 })]);
@@ -390,10 +483,19 @@ describe('ServiceBusTransport and the Service Bus trigger driver', () => {
     const dlq = await startDriver(`${queues.records}/$deadletterqueue`, () => undefined);
     await waitFor(() => dlq.calls.length === 1 && sbServer!.deadLetters(queues.records).length === 0);
     expect(dlq.calls[0]!.input).toEqual({ bad: true });
-    expect(dlq.calls[0]!.meta).toMatchObject({
+    const meta = dlq.calls[0]!.meta;
+    // As in Azure: the reason is an application property, camel-cased by the worker.
+    expect(meta).toMatchObject({
       messageId: 'poison',
-      deadLetterReason: 'MaxDeliveryCountExceeded',
+      applicationProperties: {
+        kind: 'records',
+        batchId: 'b1',
+        deadLetterReason: 'MaxDeliveryCountExceeded',
+        deadLetterErrorDescription: expect.stringContaining('3 delivery attempts'),
+      },
     });
+    expect(meta).not.toHaveProperty('deadLetterReason');
+    expect(deadLetterReasonOf(meta)).toBe('MaxDeliveryCountExceeded');
   });
 });
 

@@ -68,7 +68,7 @@ export function createTransport(config: Config): Transport {
   const queues = { records: t.recordsQueue, control: t.controlQueue };
   if (t.kind === 'servicebus') {
     if (!t.serviceBus) throw new Error('TRANSPORT=servicebus needs ServiceBusConnection');
-    return new ServiceBusTransport({ access: t.serviceBus, queues });
+    return new ServiceBusTransport({ access: t.serviceBus, queues, tier: t.serviceBusTier });
   }
   return new StorageQueueTransport(queueServiceClient(config.storage), queues);
 }

@@ -3,14 +3,35 @@
  * subset of the File service that the `fileshare` cursor store uses, on 127.0.0.1, with
  * path-style URLs (`/<account>/<share>/<dir>/<file>`), so that `ShareServiceClient` from
  * `@azure/storage-file-share` works unmodified against
- * `FileEndpoint=http://127.0.0.1:<port>/<account>`.
+ * `FileEndpoint=http://127.0.0.1:<port>/<account>` (or https with `tls: true`).
  *
  * Implemented: create share / directory / file, put range (update, clear), get file (full and
  * ranged), get properties (HEAD), set HTTP headers (resize), set metadata, delete, rename, and
- * file leases (acquire infinite, release, change, break) with lease enforcement on writes.
- * Status codes and error codes follow the real service; errors carry an XML body and the
- * `x-ms-error-code` header. The SharedKey signature is not verified, but an Authorization header
- * must be present.
+ * file leases (acquire infinite, release, change, break) with lease enforcement. Status codes
+ * and error codes follow the real service; errors carry an XML body and the `x-ms-error-code`
+ * header. The SharedKey signature is not verified, but an Authorization header must be present.
+ *
+ * As the real service:
+ * - Lease states are `available`, `leased` and `broken`. Break ends a lease at once (file leases
+ *   are infinite) and leaves it `broken`; on `broken`, acquire takes a new lease, break succeeds
+ *   again, and release with the broken lease's id succeeds (→ `available`).
+ * - A write (create, put range, set properties/metadata, delete, rename source) on a leased file
+ *   needs the lease id: `LeaseIdMissing`, `LeaseIdMismatchWithFileOperation`; a lease id on a file
+ *   without an active lease is `LeaseNotPresentWithFileOperation`. A READ that carries a lease id
+ *   is checked the same way. The documentation gives 412 for these in one place and 409 in
+ *   another: `leaseErrorStatus` (default 412) picks the status, the code stays.
+ * - Names are case-insensitive (and case-preserving); a path component above 255 characters is
+ *   400 `OutOfRangeInput`.
+ * - A Bearer (OAuth / managed identity) request must carry `x-ms-file-request-intent: backup`,
+ *   else 400 `MissingRequiredHeader` (as Azure answers it); any bearer token is accepted (no
+ *   Entra ID here). The data roles cannot create shares: a Bearer Create Share is 403.
+ * - Lease operations do not change a file's ETag nor its Last-Modified; writes and metadata do.
+ *   `Date` and `Last-Modified` come from the service clock, which a test can move
+ *   (`advanceClock`) to let time pass for the service without waiting.
+ *
+ * Fault switches: `failNext` (answer an error and change nothing), `failNextAfterApplying`
+ * (apply the operation, then lose the response: 500 or a dropped connection, so the SDK retries
+ * an operation that already happened) and `onRequest` (delay or observe requests).
  *
  * Quirk handled: the SDK's `rename()` builds the destination URL as `/<share>/<path>`, dropping
  * the account segment of path-style URLs; a first segment that is not the account name is
@@ -18,10 +39,13 @@
  */
 import { randomUUID } from 'node:crypto';
 import http from 'node:http';
+import https from 'node:https';
 import type { AddressInfo } from 'node:net';
+import { generate as generateCertificate } from 'selfsigned';
 import { AZURITE_ACCOUNT, AZURITE_KEY } from '../../src/local/azurite';
 
 const SERVICE_VERSION = '2026-04-06';
+const MAX_NAME_LENGTH = 255;
 
 export interface FilesRequestInfo {
   method: string;
@@ -37,21 +61,52 @@ export interface FilesServerStats {
   byOperation: Record<string, number>;
 }
 
+export type LeaseState = 'available' | 'leased' | 'broken';
+
+export interface AzureFilesServerOptions {
+  account?: string;
+  /** Serve https with a self-signed certificate for 127.0.0.1 (Bearer auth needs https). */
+  tls?: boolean;
+  /** Status of lease errors on file operations (default 412; the docs also give 409). */
+  leaseErrorStatus?: 409 | 412;
+}
+
 export interface AzureFilesServer {
   port: number;
   account: string;
+  /** `http(s)://127.0.0.1:<port>/<account>`: the file endpoint. */
+  endpoint: string;
+  /** PEM certificate to trust when `tls` is on. */
+  ca: string | undefined;
   connectionString: string;
   stop(): Promise<void>;
   /** The next `n` requests answer `status` (500 InternalError by default) and change nothing. */
   failNext(n: number, status?: number): void;
+  /**
+   * The next `n` requests of `operation` (e.g. 'rename', 'putRange'; any when omitted) are
+   * APPLIED, then their response is lost: a 500 (`mode: 'status'`, default) or a dropped
+   * connection (`mode: 'drop'`). The SDK then retries an operation that already happened.
+   */
+  failNextAfterApplying(n: number, o?: { operation?: string; mode?: 'status' | 'drop' }): void;
+  /** Sets the status of lease errors on file operations (LeaseIdMismatchWithFileOperation...). */
+  setLeaseErrorStatus(status: 409 | 412): void;
+  /** Moves the service clock (Date and Last-Modified headers) forward. */
+  advanceClock(ms: number): void;
+  /** The service clock, in ms. */
+  now(): number;
+  /** Creates a share as infra (or the portal) does. */
+  createShare(name: string): void;
+  deleteShare(name: string): void;
   /** Current content of a file, or undefined when it does not exist. */
   fileContent(share: string, path: string): Buffer | undefined;
-  /** Paths of all files in a share, sorted. */
+  /** Paths of all files in a share (as created: case preserved), sorted. */
   filePaths(share: string): string[];
   /** Metadata of a file, or undefined when it does not exist. */
   fileMetadata(share: string, path: string): Record<string, string> | undefined;
-  /** Lease state of a file: the active lease id, or undefined. */
+  /** The ACTIVE lease id of a file, or undefined (none, or broken). */
   fileLeaseId(share: string, path: string): string | undefined;
+  /** Lease state of a file, or undefined when it does not exist. */
+  fileLeaseState(share: string, path: string): LeaseState | undefined;
   /**
    * Called for every request after its body is read and before it is processed; may return a
    * promise to delay the request (the request is evaluated against the state at the time the
@@ -62,18 +117,24 @@ export interface AzureFilesServer {
 }
 
 interface FileEntry {
+  /** The path as it was created (case preserved). */
+  name: string;
   content: Buffer;
   metadata: Record<string, string>;
   contentType: string;
   etag: string;
   lastModified: Date;
+  leaseState: LeaseState;
+  /** The active lease's id (leased), or the broken lease's id (broken). */
   leaseId?: string;
 }
 
 interface ShareState {
   etag: string;
   lastModified: Date;
-  directories: Set<string>;
+  /** Lower-case path → path as created ('' is the root). */
+  directories: Map<string, string>;
+  /** Lower-case path → file. */
   files: Map<string, FileEntry>;
 }
 
@@ -123,17 +184,46 @@ function metadataFrom(req: http.IncomingMessage): Record<string, string> {
   return meta;
 }
 
-export async function startAzureFilesServer(options: { account?: string } = {}): Promise<AzureFilesServer> {
+const key = (path: string) => path.toLowerCase();
+const parentOf = (path: string) => (path.includes('/') ? path.slice(0, path.lastIndexOf('/')) : '');
+
+function checkNameLengths(path: string) {
+  for (const part of path.split('/'))
+    if (part.length > MAX_NAME_LENGTH)
+      throw new FilesError(
+        400,
+        'OutOfRangeInput',
+        `The specified resource name length is not within the permissible limits (a path component has ${part.length} characters; at most ${MAX_NAME_LENGTH}).`,
+      );
+}
+
+export async function startAzureFilesServer(
+  options: AzureFilesServerOptions = {},
+): Promise<AzureFilesServer> {
   const account = options.account ?? AZURITE_ACCOUNT;
   const shares = new Map<string, ShareState>();
   let etagCounter = 0x8dc000000000000n;
   const nextEtag = () => `"0x${(++etagCounter).toString(16).toUpperCase()}"`;
   let pendingFailures: { count: number; status: number } = { count: 0, status: 500 };
+  let lostResponses: { count: number; operation?: string; mode: 'status' | 'drop' } = {
+    count: 0,
+    mode: 'status',
+  };
+  let leaseErrorStatus: 409 | 412 = options.leaseErrorStatus ?? 412;
+  let clockOffsetMs = 0;
+  const now = () => Date.now() + clockOffsetMs;
   const stats: FilesServerStats = { requests: 0, byOperation: {} };
 
-  const lookupFile = (share: string, path: string) => shares.get(share)?.files.get(path);
+  const lookupFile = (share: string, path: string) => shares.get(key(share))?.files.get(key(path));
 
-  const server = http.createServer((req, res) => {
+  const newShare = (): ShareState => ({
+    etag: nextEtag(),
+    lastModified: new Date(now()),
+    directories: new Map([['', '']]),
+    files: new Map(),
+  });
+
+  const onRequestHandler = (req: http.IncomingMessage, res: http.ServerResponse) => {
     const chunks: Buffer[] = [];
     req.on('data', (c: Buffer) => chunks.push(c));
     req.on('end', () => {
@@ -141,12 +231,24 @@ export async function startAzureFilesServer(options: { account?: string } = {}):
         if (!res.headersSent) sendError(req, res, new FilesError(500, 'InternalError', String(e)));
       });
     });
-  });
+  };
+  let ca: string | undefined;
+  let server: http.Server;
+  if (options.tls) {
+    const pems = await generateCertificate([{ name: 'commonName', value: '127.0.0.1' }], {
+      keyType: 'ec',
+      curve: 'P-256',
+      notAfterDate: new Date(Date.now() + 24 * 3600_000),
+      extensions: [{ name: 'subjectAltName', altNames: [{ type: 7, ip: '127.0.0.1' }] }],
+    });
+    ca = pems.cert;
+    server = https.createServer({ key: pems.private, cert: pems.cert }, onRequestHandler);
+  } else server = http.createServer(onRequestHandler);
 
   function commonHeaders(res: http.ServerResponse) {
     res.setHeader('x-ms-request-id', randomUUID());
     res.setHeader('x-ms-version', SERVICE_VERSION);
-    res.setHeader('Date', new Date().toUTCString());
+    res.setHeader('Date', new Date(now()).toUTCString());
     res.setHeader('Server', 'Windows-Azure-File/1.0 Microsoft-HTTPAPI/2.0');
   }
 
@@ -155,7 +257,7 @@ export async function startAzureFilesServer(options: { account?: string } = {}):
     res.setHeader('x-ms-error-code', e.code);
     const body =
       `<?xml version="1.0" encoding="utf-8"?><Error><Code>${xmlEscape(e.code)}</Code>` +
-      `<Message>${xmlEscape(e.message)}\nRequestId:${res.getHeader('x-ms-request-id')}\nTime:${new Date().toISOString()}</Message></Error>`;
+      `<Message>${xmlEscape(e.message)}\nRequestId:${res.getHeader('x-ms-request-id')}\nTime:${new Date(now()).toISOString()}</Message></Error>`;
     res.statusCode = e.status;
     if (req.method === 'HEAD') {
       res.end();
@@ -206,44 +308,47 @@ export async function startAzureFilesServer(options: { account?: string } = {}):
   }
 
   function requireShare(share: string): ShareState {
-    const s = shares.get(share);
+    const s = shares.get(key(share));
     if (!s) throw new FilesError(404, 'ShareNotFound', 'The specified share does not exist.');
     return s;
   }
 
   function requireParent(s: ShareState, path: string) {
-    const parent = path.includes('/') ? path.slice(0, path.lastIndexOf('/')) : '';
-    if (!s.directories.has(parent))
+    if (!s.directories.has(key(parentOf(path))))
       throw new FilesError(404, 'ParentNotFound', 'The specified parent path does not exist.');
   }
 
   function requireFile(s: ShareState, path: string): FileEntry {
-    const f = s.files.get(path);
+    const f = s.files.get(key(path));
     if (!f) throw new FilesError(404, 'ResourceNotFound', 'The specified resource does not exist.');
     return f;
   }
 
-  /** Lease enforcement for writes (create, put range, set properties/metadata, delete). */
-  function checkWriteLease(f: FileEntry | undefined, leaseId: string | undefined) {
+  const leaseError = (code: string, message: string) => new FilesError(leaseErrorStatus, code, message);
+
+  /**
+   * Lease enforcement for file operations. Writes on a leased file need its id; any operation
+   * (reads included) that carries a lease id needs it to be the active one.
+   */
+  function checkLease(f: FileEntry | undefined, leaseId: string | undefined, write: boolean) {
     if (!f) return;
-    if (f.leaseId === undefined) {
+    if (f.leaseState !== 'leased') {
       if (leaseId !== undefined)
-        throw new FilesError(
-          412,
+        throw leaseError(
           'LeaseNotPresentWithFileOperation',
           'There is currently no lease on the file, but a lease ID was specified.',
         );
       return;
     }
-    if (leaseId === undefined)
-      throw new FilesError(
-        412,
+    if (leaseId === undefined) {
+      if (!write) return;
+      throw leaseError(
         'LeaseIdMissing',
         'There is currently a lease on the file and no lease ID was specified in the request.',
       );
+    }
     if (leaseId !== f.leaseId)
-      throw new FilesError(
-        412,
+      throw leaseError(
         'LeaseIdMismatchWithFileOperation',
         'The lease ID specified did not match the lease ID for the file.',
       );
@@ -251,7 +356,7 @@ export async function startAzureFilesServer(options: { account?: string } = {}):
 
   function touch(f: { etag: string; lastModified: Date }) {
     f.etag = nextEtag();
-    f.lastModified = new Date();
+    f.lastModified = new Date(now());
   }
 
   function fileHeaders(res: http.ServerResponse, f: FileEntry) {
@@ -266,10 +371,30 @@ export async function startAzureFilesServer(options: { account?: string } = {}):
     res.setHeader('Accept-Ranges', 'bytes');
     res.setHeader('x-ms-server-encrypted', 'false');
     res.setHeader('x-ms-file-attributes', 'Archive');
-    res.setHeader('x-ms-lease-state', f.leaseId ? 'leased' : 'available');
-    res.setHeader('x-ms-lease-status', f.leaseId ? 'locked' : 'unlocked');
-    if (f.leaseId) res.setHeader('x-ms-lease-duration', 'infinite');
+    res.setHeader('x-ms-lease-state', f.leaseState);
+    res.setHeader('x-ms-lease-status', f.leaseState === 'leased' ? 'locked' : 'unlocked');
+    if (f.leaseState === 'leased') res.setHeader('x-ms-lease-duration', 'infinite');
     for (const [k, v] of Object.entries(f.metadata)) res.setHeader(`x-ms-meta-${k}`, v);
+  }
+
+  function authenticate(req: http.IncomingMessage, operation: string) {
+    const authorization = header(req, 'authorization');
+    if (!authorization)
+      throw new FilesError(401, 'NoAuthenticationInformation', 'Server failed to authenticate the request.');
+    if (/^Bearer\s+\S/i.test(authorization)) {
+      if (header(req, 'x-ms-file-request-intent')?.toLowerCase() !== 'backup')
+        throw new FilesError(
+          400,
+          'MissingRequiredHeader',
+          "An HTTP header that's mandatory for this request is not specified. HeaderName: x-ms-file-request-intent",
+        );
+      if (operation === 'createShare')
+        throw new FilesError(
+          403,
+          'AuthorizationPermissionMismatch',
+          'This request is not authorized to perform this operation using this permission.',
+        );
+    }
   }
 
   async function handle(req: http.IncomingMessage, res: http.ServerResponse, body: Buffer) {
@@ -296,12 +421,7 @@ export async function startAzureFilesServer(options: { account?: string } = {}):
           status === 503 ? 'The server is busy.' : 'Injected failure.',
         );
       }
-      if (!header(req, 'authorization'))
-        throw new FilesError(
-          401,
-          'NoAuthenticationInformation',
-          'Server failed to authenticate the request.',
-        );
+      authenticate(req, operation);
       if (!header(req, 'x-ms-version'))
         throw new FilesError(
           400,
@@ -316,6 +436,16 @@ export async function startAzureFilesServer(options: { account?: string } = {}):
         );
       commonHeaders(res);
       const status = dispatch(operation, share, path, req, res, body);
+      if (lostResponses.count > 0 && (!lostResponses.operation || lostResponses.operation === operation)) {
+        lostResponses.count--;
+        // Applied; now the response is lost on its way back.
+        if (lostResponses.mode === 'drop') {
+          req.socket.destroy();
+          return;
+        }
+        for (const h of res.getHeaderNames()) res.removeHeader(h);
+        throw new FilesError(500, 'InternalError', 'Injected failure after the operation was applied.');
+      }
       res.statusCode = status.code;
       if (status.body !== undefined) {
         res.setHeader('Content-Length', status.body.length);
@@ -347,15 +477,10 @@ export async function startAzureFilesServer(options: { account?: string } = {}):
             'InvalidUri',
             'The requested URI does not represent any resource on the server.',
           );
-        const existing = shares.get(share);
-        if (existing) throw new FilesError(409, 'ShareAlreadyExists', 'The specified share already exists.');
-        const s: ShareState = {
-          etag: nextEtag(),
-          lastModified: new Date(),
-          directories: new Set(['']),
-          files: new Map(),
-        };
-        shares.set(share, s);
+        if (shares.has(key(share)))
+          throw new FilesError(409, 'ShareAlreadyExists', 'The specified share already exists.');
+        const s = newShare();
+        shares.set(key(share), s);
         res.setHeader('ETag', s.etag);
         res.setHeader('Last-Modified', s.lastModified.toUTCString());
         return { code: 201 };
@@ -371,19 +496,20 @@ export async function startAzureFilesServer(options: { account?: string } = {}):
         const s = requireShare(share);
         if (path === '')
           throw new FilesError(409, 'ResourceAlreadyExists', 'The specified resource already exists.');
+        checkNameLengths(path);
         requireParent(s, path);
-        if (s.directories.has(path) || s.files.has(path))
+        if (s.directories.has(key(path)) || s.files.has(key(path)))
           throw new FilesError(409, 'ResourceAlreadyExists', 'The specified resource already exists.');
-        s.directories.add(path);
+        s.directories.set(key(path), path);
         res.setHeader('ETag', nextEtag());
-        res.setHeader('Last-Modified', new Date().toUTCString());
+        res.setHeader('Last-Modified', new Date(now()).toUTCString());
         res.setHeader('x-ms-request-server-encrypted', 'false');
         res.setHeader('x-ms-file-attributes', 'Directory');
         return { code: 201 };
       }
       case 'getDirectoryProperties': {
         const s = requireShare(share);
-        if (!s.directories.has(path))
+        if (!s.directories.has(key(path)))
           throw new FilesError(404, 'ResourceNotFound', 'The specified resource does not exist.');
         res.setHeader('ETag', s.etag);
         res.setHeader('Last-Modified', s.lastModified.toUTCString());
@@ -391,30 +517,33 @@ export async function startAzureFilesServer(options: { account?: string } = {}):
       }
       case 'createFile': {
         const s = requireShare(share);
+        checkNameLengths(path);
         requireParent(s, path);
-        if (s.directories.has(path))
+        if (s.directories.has(key(path)))
           throw new FilesError(409, 'ResourceAlreadyExists', 'The specified resource already exists.');
         const size = Number(header(req, 'x-ms-content-length'));
         if (!Number.isSafeInteger(size) || size < 0)
           throw new FilesError(400, 'InvalidHeaderValue', 'The value for x-ms-content-length is not valid.');
-        const existing = s.files.get(path);
-        checkWriteLease(existing, leaseId);
+        const existing = s.files.get(key(path));
+        checkLease(existing, leaseId, true);
         const f: FileEntry = {
+          name: existing?.name ?? path,
           content: Buffer.alloc(size),
           metadata: metadataFrom(req),
           contentType: header(req, 'x-ms-content-type') ?? 'application/octet-stream',
           etag: nextEtag(),
-          lastModified: new Date(),
+          lastModified: new Date(now()),
+          leaseState: existing?.leaseState ?? 'available',
           leaseId: existing?.leaseId,
         };
-        s.files.set(path, f);
+        s.files.set(key(path), f);
         fileHeaders(res, f);
         res.setHeader('x-ms-request-server-encrypted', 'false');
         return { code: 201 };
       }
       case 'putRange': {
         const f = requireFile(requireShare(share), path);
-        checkWriteLease(f, leaseId);
+        checkLease(f, leaseId, true);
         const range = parseRange(header(req, 'x-ms-range') ?? header(req, 'range'));
         if (!range || range.end === Number.MAX_SAFE_INTEGER)
           throw new FilesError(400, 'InvalidHeaderValue', 'Put Range needs a closed x-ms-range.');
@@ -446,7 +575,7 @@ export async function startAzureFilesServer(options: { account?: string } = {}):
       }
       case 'setProperties': {
         const f = requireFile(requireShare(share), path);
-        checkWriteLease(f, leaseId);
+        checkLease(f, leaseId, true);
         const sizeHeader = header(req, 'x-ms-content-length');
         if (sizeHeader !== undefined) {
           const size = Number(sizeHeader);
@@ -468,7 +597,7 @@ export async function startAzureFilesServer(options: { account?: string } = {}):
       }
       case 'setMetadata': {
         const f = requireFile(requireShare(share), path);
-        checkWriteLease(f, leaseId);
+        checkLease(f, leaseId, true);
         f.metadata = metadataFrom(req);
         touch(f);
         fileHeaders(res, f);
@@ -477,8 +606,8 @@ export async function startAzureFilesServer(options: { account?: string } = {}):
       case 'deleteFile': {
         const s = requireShare(share);
         const f = requireFile(s, path);
-        checkWriteLease(f, leaseId);
-        s.files.delete(path);
+        checkLease(f, leaseId, true);
+        s.files.delete(key(path));
         return { code: 202 };
       }
       case 'rename': {
@@ -487,34 +616,30 @@ export async function startAzureFilesServer(options: { account?: string } = {}):
         if (!sourceHeader)
           throw new FilesError(400, 'MissingRequiredHeader', 'x-ms-file-rename-source is required.');
         const source = locate(new URL(sourceHeader, 'http://localhost').pathname);
-        if (source.share !== share)
+        if (key(source.share) !== key(share))
           throw new FilesError(400, 'InvalidHeaderValue', 'The rename source must be in the same share.');
         const f = requireFile(s, source.path);
+        checkNameLengths(path);
         requireParent(s, path);
-        if (f.leaseId !== undefined && header(req, 'x-ms-source-lease-id') !== f.leaseId)
-          throw new FilesError(412, 'LeaseIdMismatchWithFileOperation', 'The source file is leased.');
-        const target = s.files.get(path);
-        if (s.directories.has(path))
+        checkLease(f, header(req, 'x-ms-source-lease-id'), true);
+        const target = s.files.get(key(path));
+        if (s.directories.has(key(path)))
           throw new FilesError(409, 'ResourceAlreadyExists', 'The specified resource already exists.');
-        if (target && source.path !== path) {
+        if (target && key(source.path) !== key(path)) {
           if (header(req, 'x-ms-file-rename-replace-if-exists')?.toLowerCase() !== 'true')
             throw new FilesError(409, 'ResourceAlreadyExists', 'The specified resource already exists.');
-          const destLease = header(req, 'x-ms-destination-lease-id');
-          if (target.leaseId !== undefined && destLease !== target.leaseId)
-            throw new FilesError(
-              412,
-              destLease === undefined ? 'LeaseIdMissing' : 'LeaseIdMismatchWithFileOperation',
-              'The destination file is leased.',
-            );
+          checkLease(target, header(req, 'x-ms-destination-lease-id'), true);
         }
-        s.files.delete(source.path);
+        s.files.delete(key(source.path));
+        f.name = path;
         touch(f);
-        s.files.set(path, f);
+        s.files.set(key(path), f);
         fileHeaders(res, f);
         return { code: 200 };
       }
       case 'getFile': {
         const f = requireFile(requireShare(share), path);
+        checkLease(f, leaseId, false);
         propertyHeaders(res, f);
         const range = parseRange(header(req, 'x-ms-range') ?? header(req, 'range'));
         if (!range) {
@@ -533,6 +658,7 @@ export async function startAzureFilesServer(options: { account?: string } = {}):
       }
       case 'getFileProperties': {
         const f = requireFile(requireShare(share), path);
+        checkLease(f, leaseId, false);
         propertyHeaders(res, f);
         res.setHeader('Content-Length', f.content.length);
         return { code: 200 };
@@ -559,6 +685,15 @@ export async function startAzureFilesServer(options: { account?: string } = {}):
     const f = requireFile(requireShare(share), path);
     const proposed = header(req, 'x-ms-proposed-lease-id');
     const guid = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+    const notPresent = () =>
+      new FilesError(409, 'LeaseNotPresentWithLeaseOperation', 'There is currently no lease on the file.');
+    const mismatch = () =>
+      new FilesError(
+        409,
+        'LeaseIdMismatchWithLeaseOperation',
+        'The lease ID specified did not match the lease ID for the file.',
+      );
+    // Lease operations change neither the ETag nor Last-Modified.
     fileHeaders(res, f);
     switch (action) {
       case 'acquire': {
@@ -566,61 +701,33 @@ export async function startAzureFilesServer(options: { account?: string } = {}):
           throw new FilesError(400, 'InvalidHeaderValue', 'File leases must have an infinite duration (-1).');
         if (proposed !== undefined && !guid.test(proposed))
           throw new FilesError(400, 'InvalidHeaderValue', 'The proposed lease id is not a GUID.');
-        if (f.leaseId !== undefined && f.leaseId !== proposed)
+        if (f.leaseState === 'leased' && f.leaseId !== proposed)
           throw new FilesError(409, 'LeaseAlreadyPresent', 'There is already a lease present.');
+        f.leaseState = 'leased';
         f.leaseId = proposed ?? randomUUID();
         res.setHeader('x-ms-lease-id', f.leaseId);
         return { code: 201 };
       }
       case 'release': {
-        if (f.leaseId === undefined)
-          throw new FilesError(
-            409,
-            'LeaseNotPresentWithLeaseOperation',
-            'There is currently no lease on the file.',
-          );
-        if (leaseId !== f.leaseId)
-          throw new FilesError(
-            409,
-            'LeaseIdMismatchWithLeaseOperation',
-            'The lease ID specified did not match the lease ID for the file.',
-          );
+        if (f.leaseState === 'available') throw notPresent();
+        if (leaseId !== f.leaseId) throw mismatch();
+        f.leaseState = 'available';
         f.leaseId = undefined;
         return { code: 200 };
       }
       case 'change': {
-        if (f.leaseId === undefined)
-          throw new FilesError(
-            409,
-            'LeaseNotPresentWithLeaseOperation',
-            'There is currently no lease on the file.',
-          );
+        if (f.leaseState !== 'leased') throw notPresent();
         if (!proposed || !guid.test(proposed))
           throw new FilesError(400, 'InvalidHeaderValue', 'The proposed lease id is missing or not a GUID.');
-        if (leaseId !== f.leaseId && proposed !== f.leaseId)
-          throw new FilesError(
-            409,
-            'LeaseIdMismatchWithLeaseOperation',
-            'The lease ID specified did not match the lease ID for the file.',
-          );
+        if (leaseId !== f.leaseId && proposed !== f.leaseId) throw mismatch();
         f.leaseId = proposed;
         res.setHeader('x-ms-lease-id', f.leaseId);
         return { code: 200 };
       }
       case 'break': {
-        if (f.leaseId === undefined)
-          throw new FilesError(
-            409,
-            'LeaseNotPresentWithLeaseOperation',
-            'There is currently no lease on the file.',
-          );
-        if (leaseId !== undefined && leaseId !== f.leaseId)
-          throw new FilesError(
-            409,
-            'LeaseIdMismatchWithLeaseOperation',
-            'The lease ID specified did not match the lease ID for the file.',
-          );
-        f.leaseId = undefined;
+        if (f.leaseState === 'available') throw notPresent();
+        if (leaseId !== undefined && leaseId !== f.leaseId) throw mismatch();
+        f.leaseState = 'broken'; // immediately: file leases are infinite
         res.setHeader('x-ms-lease-time', '0');
         return { code: 202 };
       }
@@ -640,15 +747,18 @@ export async function startAzureFilesServer(options: { account?: string } = {}):
     server.listen(0, '127.0.0.1', () => resolve());
   });
   const port = (server.address() as AddressInfo).port;
+  const endpoint = `${options.tls ? 'https' : 'http'}://127.0.0.1:${port}/${account}`;
 
   return {
     port,
     account,
+    endpoint,
+    ca,
     connectionString: [
-      'DefaultEndpointsProtocol=http',
+      `DefaultEndpointsProtocol=${options.tls ? 'https' : 'http'}`,
       `AccountName=${account}`,
       `AccountKey=${AZURITE_KEY}`,
-      `FileEndpoint=http://127.0.0.1:${port}/${account}`,
+      `FileEndpoint=${endpoint}`,
     ].join(';'),
     stats,
     get onRequest() {
@@ -660,19 +770,39 @@ export async function startAzureFilesServer(options: { account?: string } = {}):
     failNext(n: number, status = 500) {
       pendingFailures = { count: n, status };
     },
+    failNextAfterApplying(n: number, o: { operation?: string; mode?: 'status' | 'drop' } = {}) {
+      lostResponses = { count: n, operation: o.operation, mode: o.mode ?? 'status' };
+    },
+    setLeaseErrorStatus(status: 409 | 412) {
+      leaseErrorStatus = status;
+    },
+    advanceClock(ms: number) {
+      clockOffsetMs += ms;
+    },
+    now,
+    createShare(name: string) {
+      if (!shares.has(key(name))) shares.set(key(name), newShare());
+    },
+    deleteShare(name: string) {
+      shares.delete(key(name));
+    },
     fileContent(share: string, path: string) {
       const f = lookupFile(share, path);
       return f ? Buffer.from(f.content) : undefined;
     },
     filePaths(share: string) {
-      return [...(shares.get(share)?.files.keys() ?? [])].sort();
+      return [...(shares.get(key(share))?.files.values() ?? [])].map((f) => f.name).sort();
     },
     fileMetadata(share: string, path: string) {
       const f = lookupFile(share, path);
       return f ? { ...f.metadata } : undefined;
     },
     fileLeaseId(share: string, path: string) {
-      return lookupFile(share, path)?.leaseId;
+      const f = lookupFile(share, path);
+      return f?.leaseState === 'leased' ? f.leaseId : undefined;
+    },
+    fileLeaseState(share: string, path: string) {
+      return lookupFile(share, path)?.leaseState;
     },
     async stop() {
       server.closeAllConnections();

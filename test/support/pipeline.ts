@@ -30,7 +30,9 @@ import { StorageQueueDriver } from '../../src/local/host/storage-queue-driver';
 import type { FlowfinitySimulator } from '../../src/local/flowfinity-simulator';
 import { createServiceBusDriver } from '../../src/local/host/servicebus-driver';
 import type { TriggerDriver } from '../../src/local/host/driver';
+import { deadLetterReasonOf } from '../../src/lib/transport/dead-letter';
 import type { AzureFilesServer } from './azure-files-server';
+import { infraQueueOptions } from './infra-queues';
 import type { ServiceBusTestServer } from './servicebus-server';
 
 export const quietLog: Log = { info() {}, warn() {}, error() {} };
@@ -175,9 +177,14 @@ export class Pipeline {
       });
     };
     if (o.azure) {
-      // Queue properties as infra creates them (max delivery count = SYNC_MAX_ATTEMPTS).
+      // Queue properties as infra creates them (infra/modules/servicebus.bicep), with the max
+      // delivery count = SYNC_MAX_ATTEMPTS as infra wires it, and a 1-minute lock instead of
+      // infra's 5 so that a lock lost to a crash expires within a test's patience.
       for (const q of [records, control])
-        o.azure.serviceBus.createQueue(q, { maxDeliveryCount: maxAttempts, lockDurationMs: 60_000 });
+        o.azure.serviceBus.createQueue(
+          q,
+          infraQueueOptions({ maxDeliveryCount: maxAttempts, lockDurationMs: 60_000 }),
+        );
     }
     const deliveryCount = (meta: Record<string, unknown>) => Number(meta.dequeueCount ?? meta.deliveryCount);
     this.drivers = [
@@ -191,7 +198,7 @@ export class Pipeline {
           {
             deliveryCount: deliveryCount(meta),
             poison: true,
-            poisonReason: meta.deadLetterReason as string | undefined,
+            poisonReason: deadLetterReasonOf(meta),
           },
           quietLog,
         ),

@@ -4,36 +4,88 @@
  * `Endpoint=sb://localhost:<port>;SharedAccessKeyName=...;SharedAccessKey=...;UseDevelopmentEmulator=true`.
  *
  * It implements the subset the app and the local host use: SASL ANONYMOUS/PLAIN, CBS put-token,
- * queues (auto-created on first use), single and batched sends (message format 0x80013700),
- * duplicate detection by message id, peek-lock and receive-and-delete receivers that honour link
- * credit and drain, lock tokens, complete / abandon / dead-letter, lock expiry, max delivery
- * count, scheduled enqueue time, the `$DeadLetterQueue` sub-queue, and the `$management`
- * operations renew-lock, peek-message and update-disposition (others answer 501).
+ * queues, single and batched sends (message format 0x80013700), duplicate detection by message
+ * id, peek-lock and receive-and-delete receivers that honour link credit and drain, lock tokens,
+ * complete / abandon / dead-letter, lock expiry, max delivery count, scheduled enqueue time,
+ * message time to live, the `$DeadLetterQueue` sub-queue, and the `$management` operations
+ * renew-lock, peek-message and update-disposition (others answer 501).
+ *
+ * It is as strict as Service Bus where the app could otherwise pass here and fail in Azure:
+ * - Queues exist only once created (`createQueue`, as infra does): a link to a missing entity is
+ *   refused with `amqp:not-found` (the SDK's `MessagingEntityNotFound`), as is a management
+ *   request. Queue options follow the ARM defaults: duplicate detection OFF unless
+ *   `requiresDuplicateDetection`, lock duration 1 minute and at most 5 minutes, max delivery
+ *   count 10, no default time to live, no dead-lettering on expiry.
+ * - Credentials are checked: CBS put-token verifies the SAS token's HMAC-SHA256 signature with
+ *   the namespace key, its key name and its expiry, and answers 401 otherwise; a link whose
+ *   entity no valid token covers is refused with `amqp:unauthorized-access`.
+ * - Sizes: the Standard tier carries messages (and batches) up to 256 KB; Premium carries a
+ *   message up to the queue's `maxMessageSizeInKilobytes` (default 1024, up to 102400), which
+ *   the link advertises as its max message size, but a batch send only up to 1 MB. Larger
+ *   transfers are rejected with `amqp:link:message-size-exceeded` (the SDK's
+ *   `MessageSizeExceeded`).
+ * - Time to live: a message expires `min(its TTL, the queue's default)` after it was enqueued;
+ *   an expired message is removed, or moved to the dead-letter sub-queue with reason
+ *   `TTLExpiredException` when the queue has `deadLetteringOnMessageExpiration`. A locked message
+ *   expires only once its lock is gone. Dead letters never expire.
+ * - Idle entity links (no transfer, flow or disposition) are detached with
+ *   `amqp:link:detach-forced` after the idle timeout (10 minutes on Service Bus; configurable
+ *   here so that a test can see the SDK recover).
+ * Not modelled: the 5-second minimum lock duration (tests use shorter locks to stay fast),
+ * sessions, transactions, topics, partitioning, JWT (Entra ID) tokens.
  *
  * Delivery counts follow AMQP: the header's `delivery_count` is the number of earlier failed
  * deliveries (0 on the first delivery), which the SDK exposes as `deliveryCount`. A message is
  * delivered at most `maxDeliveryCount` times, then moved to the dead-letter sub-queue with
  * reason `MaxDeliveryCountExceeded`, as Service Bus does.
  */
+import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { AddressInfo, Server, Socket } from 'node:net';
 import * as rhea from 'rhea';
-import type { Connection, Delivery, EventContext, Message, Sender } from 'rhea';
+import type { Connection, Delivery, EventContext, Message, Receiver, Sender } from 'rhea';
 
+export type ServiceBusTier = 'standard' | 'premium';
+
+/** Queue properties, named as in ARM (`Microsoft.ServiceBus/namespaces/queues`), times in ms. */
 export interface QueueOptions {
-  /** Deliveries before a message is dead-lettered (default 10). */
+  /** Deliveries before a message is dead-lettered (default 10, as in ARM). */
   maxDeliveryCount?: number;
-  /** Peek-lock duration (default 30 000 ms). */
+  /** Peek-lock duration (default 60 000 ms = PT1M; at most 300 000 ms = PT5M, as in ARM). */
   lockDurationMs?: number;
-  /** Duplicate detection history (default 600 000 ms; 0 turns it off). */
+  /** Duplicate detection (default false, as in ARM). */
+  requiresDuplicateDetection?: boolean;
+  /** Duplicate detection history (default 600 000 ms = PT10M), used when requiresDuplicateDetection. */
   duplicateDetectionWindowMs?: number;
+  /** Default (and upper bound of a message's) time to live; default none (TimeSpan.MaxValue). */
+  defaultMessageTimeToLiveMs?: number;
+  /** Move expired messages to the dead-letter sub-queue (default false, as in ARM). */
+  deadLetteringOnMessageExpiration?: boolean;
+  /** Premium only: largest message in KB (default 1024, 1024..102400). Ignored on Standard. */
+  maxMessageSizeInKilobytes?: number;
 }
 
 export interface ServiceBusServerOptions {
-  /** Options of queues auto-created on first use. */
-  defaultQueueOptions?: QueueOptions;
-  /** `max_message_size` advertised on links (default 256 KiB, the Standard tier's limit). */
-  maxMessageSizeBytes?: number;
+  /** Namespace tier: decides the message and batch size limits (default 'standard'). */
+  tier?: ServiceBusTier;
+  /** SAS key name of the namespace (default RootManageSharedAccessKey). */
+  keyName?: string;
+  /** SAS key of the namespace (default: random per server). */
+  key?: string;
+  /** Entity links idle this long are detached (default 600 000 ms, as Service Bus does). */
+  idleLinkTimeoutMs?: number;
 }
+
+/** Service Bus size limits, per tier. */
+export const SERVICE_BUS_LIMITS = {
+  /** Standard: 256 KB per message, and a batch is one message on the wire. */
+  standardMessageBytes: 256 * 1024,
+  /** Premium: a batch send carries at most 1 MB, whatever the entity's max message size. */
+  premiumBatchBytes: 1024 * 1024,
+  premiumDefaultMessageKilobytes: 1024,
+  premiumMaxMessageKilobytes: 100 * 1024,
+  /** ARM's upper bound of a queue's lock duration (PT5M). */
+  maxLockDurationMs: 5 * 60_000,
+} as const;
 
 export interface InspectedMessage {
   messageId?: string;
@@ -45,6 +97,8 @@ export interface InspectedMessage {
   locked: boolean;
   enqueuedAt: Date;
   scheduledFor?: Date;
+  /** When the message expires (undefined: never). */
+  expiresAt?: Date;
   applicationProperties: Record<string, unknown>;
   deadLetterReason?: string;
   deadLetterErrorDescription?: string;
@@ -62,13 +116,33 @@ export interface ServiceBusServerStats {
   sendsRejected: number;
   /** Accepted send transfers to queues (a batch is one transfer). */
   transfers: number;
+  /** Size of the largest send transfer that arrived (accepted or not), in bytes. */
+  largestTransferBytes: number;
+  /** Transfers rejected with amqp:link:message-size-exceeded. */
+  sizeRejected: number;
+  /** Messages that expired (removed or dead-lettered). */
+  expired: number;
+  /** CBS put-token requests answered 401, and links refused for lack of a valid token. */
+  unauthorized: number;
+  /** Links and management requests refused because the entity does not exist. */
+  notFound: number;
+  /** Entity links detached because they were idle. */
+  idleDetached: number;
 }
 
 export interface ServiceBusTestServer {
   readonly port: number;
-  /** Connection string for the SDK (no secret: the server accepts any key). */
+  readonly tier: ServiceBusTier;
+  /** Connection string for the SDK, with the namespace's key (a test key, not a secret). */
   readonly connectionString: string;
+  /** The connection string with another key or key name (to test a wrong credential). */
+  connectionStringWith(o: { key?: string; keyName?: string }): string;
+  /**
+   * Creates a queue (or updates its properties), as infra does; nothing else creates one.
+   * Throws, as ARM would, for a lock duration above 5 minutes or a bad max message size.
+   */
   createQueue(name: string, options?: QueueOptions): void;
+  deleteQueue(name: string): void;
   /** Active messages (available, locked and scheduled), in sequence order. */
   messages(queue: string): InspectedMessage[];
   deadLetters(queue: string): InspectedMessage[];
@@ -95,6 +169,8 @@ interface StoredMessage {
   deliveryCount: number;
   enqueuedAt: number;
   availableAt: number;
+  /** When the message expires (Infinity: never); dead letters never expire. */
+  expiresAt: number;
   lock?: MessageLock;
 }
 
@@ -104,9 +180,23 @@ interface MessageLock {
   timer: NodeJS.Timeout;
 }
 
+interface ResolvedQueueOptions {
+  maxDeliveryCount: number;
+  lockDurationMs: number;
+  requiresDuplicateDetection: boolean;
+  duplicateDetectionWindowMs: number;
+  /** Infinity: no default time to live. */
+  defaultMessageTimeToLiveMs: number;
+  deadLetteringOnMessageExpiration: boolean;
+  /** The largest message the entity takes (what its links advertise). */
+  maxMessageBytes: number;
+  /** The largest batch send the entity takes. */
+  maxBatchBytes: number;
+}
+
 interface QueueState {
   name: string;
-  options: Required<QueueOptions>;
+  options: ResolvedQueueOptions;
   active: StoredMessage[];
   dead: StoredMessage[];
   /** messageId → time until which a re-send is a duplicate. */
@@ -192,6 +282,13 @@ function decodeBody(body: unknown): unknown {
   return body;
 }
 
+/** A duration as a .NET TimeSpan (`hh:mm:ss`), as Service Bus writes it in error descriptions. */
+function timeSpan(ms: number): string {
+  const total = Math.round(ms / 1000);
+  const pad = (n: number) => String(n).padStart(2, '0');
+  return `${pad(Math.floor(total / 3600))}:${pad(Math.floor(total / 60) % 60)}:${pad(total % 60)}`;
+}
+
 /** Splits an entity address into queue name, sub-queue and whether it is the management node. */
 function parseAddress(address: string): { queue: string; sub: SubQueue; management: boolean } {
   let path = address.replace(/^amqps?:\/\/[^/]+\//i, '').replace(/^sb:\/\/[^/]+\//i, '');
@@ -229,7 +326,15 @@ class ServiceBusServer implements ServiceBusTestServer {
   private readonly drainRequests = new Set<Sender>();
   private readonly timers = new Set<NodeJS.Timeout>();
   private readonly sockets = new Set<Socket>();
-  private readonly maxMessageSize: number;
+  /** Audiences (entity paths, lower case, '' = the namespace) with a valid token, per connection. */
+  private readonly authorized = new WeakMap<Connection, Set<string>>();
+  /** Entity links and when they last did something (for the idle detach). */
+  private readonly linkActivity = new Map<Sender | Receiver, number>();
+  readonly tier: ServiceBusTier;
+  private readonly keyName: string;
+  private readonly key: string;
+  private readonly idleLinkTimeoutMs: number;
+  private idleSweep?: NodeJS.Timeout;
   private listener?: Server;
   private pumpScheduled = false;
   private failSends = 0;
@@ -243,20 +348,36 @@ class ServiceBusServer implements ServiceBusTestServer {
     lockExpired: 0,
     sendsRejected: 0,
     transfers: 0,
+    largestTransferBytes: 0,
+    sizeRejected: 0,
+    expired: 0,
+    unauthorized: 0,
+    notFound: 0,
+    idleDetached: 0,
   };
   port = 0;
 
-  constructor(private readonly options: ServiceBusServerOptions) {
-    this.maxMessageSize = options.maxMessageSizeBytes ?? 256 * 1024;
+  constructor(options: ServiceBusServerOptions) {
+    this.tier = options.tier ?? 'standard';
+    this.keyName = options.keyName ?? 'RootManageSharedAccessKey';
+    this.key = options.key ?? randomBytes(32).toString('base64');
+    this.idleLinkTimeoutMs = options.idleLinkTimeoutMs ?? 10 * 60_000;
     this.container.sasl_server_mechanisms.enable_anonymous();
     this.container.sasl_server_mechanisms.enable_plain(() => true);
     const c = this.container;
     c.on('receiver_open', (ctx: EventContext) => this.onClientSenderAttached(ctx));
     c.on('sender_open', (ctx: EventContext) => this.onClientReceiverAttached(ctx));
-    c.on('message', (ctx: EventContext) => this.onTransfer(ctx));
+    c.on('message', (ctx: EventContext) => {
+      this.touch(ctx.receiver);
+      this.onTransfer(ctx);
+    });
     c.on('sendable', () => this.schedulePump());
-    c.on('sender_flow', () => this.schedulePump());
+    c.on('sender_flow', (ctx: EventContext) => {
+      this.touch(ctx.sender);
+      this.schedulePump();
+    });
     c.on('sender_draining', (ctx: EventContext) => {
+      this.touch(ctx.sender);
       if (ctx.sender) this.drainRequests.add(ctx.sender);
       this.schedulePump();
     });
@@ -264,6 +385,11 @@ class ServiceBusServer implements ServiceBusTestServer {
     c.on('released', (ctx: EventContext) => this.onOutcome(ctx, 'abandon'));
     c.on('modified', (ctx: EventContext) => this.onOutcome(ctx, 'abandon'));
     c.on('rejected', (ctx: EventContext) => this.onOutcome(ctx, 'deadletter'));
+    for (const event of ['sender_close', 'receiver_close'])
+      c.on(event, (ctx: EventContext) => {
+        const link = ctx.sender ?? ctx.receiver;
+        if (link) this.linkActivity.delete(link);
+      });
     // Clients come and go; their errors are theirs, never the fixture's.
     for (const event of [
       'error',
@@ -277,7 +403,14 @@ class ServiceBusServer implements ServiceBusTestServer {
   }
 
   get connectionString(): string {
-    return `Endpoint=sb://localhost:${this.port};SharedAccessKeyName=RootManageSharedAccessKey;SharedAccessKey=test-server-accepts-any-key;UseDevelopmentEmulator=true`;
+    return this.connectionStringWith({});
+  }
+
+  connectionStringWith(o: { key?: string; keyName?: string }): string {
+    return (
+      `Endpoint=sb://localhost:${this.port};SharedAccessKeyName=${o.keyName ?? this.keyName};` +
+      `SharedAccessKey=${o.key ?? this.key};UseDevelopmentEmulator=true`
+    );
   }
 
   async listen(): Promise<void> {
@@ -292,11 +425,15 @@ class ServiceBusServer implements ServiceBusTestServer {
       listener.once('error', reject);
     });
     this.port = (listener.address() as AddressInfo).port;
+    const sweepEvery = Math.max(20, Math.min(1000, this.idleLinkTimeoutMs / 4));
+    this.idleSweep = setInterval(() => this.detachIdleLinks(), sweepEvery);
+    this.idleSweep.unref();
   }
 
   async stop(): Promise<void> {
     if (this.stopped) return;
     this.stopped = true;
+    clearInterval(this.idleSweep);
     for (const t of this.timers) clearTimeout(t);
     for (const entry of this.locks.values()) if (entry.stored.lock) clearTimeout(entry.stored.lock.timer);
     this.timers.clear();
@@ -306,18 +443,30 @@ class ServiceBusServer implements ServiceBusTestServer {
 
   createQueue(name: string, options: QueueOptions = {}): void {
     const key = name.toLowerCase();
-    const merged = this.queueOptions(options);
+    const resolved = this.resolveQueueOptions(name, options);
     const existing = this.queues.get(key);
-    if (existing) existing.options = merged;
+    if (existing) existing.options = resolved;
     else
       this.queues.set(key, {
         name,
-        options: merged,
+        options: resolved,
         active: [],
         dead: [],
         seen: new Map(),
         nextSequenceNumber: 1,
       });
+  }
+
+  deleteQueue(name: string): void {
+    const queue = this.queues.get(name.toLowerCase());
+    if (!queue) return;
+    for (const m of [...queue.active, ...queue.dead]) if (m.lock) this.unlock(m.lock.token);
+    this.queues.delete(name.toLowerCase());
+    for (const sub of ['active', 'dead'] as const) {
+      for (const link of this.consumers.get(this.consumerKey(name, sub)) ?? [])
+        link.close({ condition: 'amqp:not-found', description: this.notFoundText(name) });
+      this.consumers.delete(this.consumerKey(name, sub));
+    }
   }
 
   failNextSends(n: number): void {
@@ -335,52 +484,174 @@ class ServiceBusServer implements ServiceBusTestServer {
   }
 
   messages(queue: string): InspectedMessage[] {
-    return (this.queues.get(queue.toLowerCase())?.active ?? []).map((m) => this.inspect(m));
+    const q = this.queues.get(queue.toLowerCase());
+    if (!q) return [];
+    this.expire(q);
+    return q.active.map((m) => this.inspect(m));
   }
 
   deadLetters(queue: string): InspectedMessage[] {
     return (this.queues.get(queue.toLowerCase())?.dead ?? []).map((m) => this.inspect(m));
   }
 
-  // ---- links -------------------------------------------------------------------------------
+  // ---- queues -------------------------------------------------------------------------------
 
-  private queueOptions(o: QueueOptions = {}): Required<QueueOptions> {
-    const d = this.options.defaultQueueOptions ?? {};
+  private resolveQueueOptions(name: string, o: QueueOptions): ResolvedQueueOptions {
+    const lockDurationMs = o.lockDurationMs ?? 60_000;
+    if (!(lockDurationMs > 0) || lockDurationMs > SERVICE_BUS_LIMITS.maxLockDurationMs)
+      throw new Error(
+        `queue ${name}: lockDuration ${lockDurationMs} ms is not allowed; Service Bus takes at most 5 minutes (PT5M)`,
+      );
+    const maxDeliveryCount = o.maxDeliveryCount ?? 10;
+    if (!Number.isInteger(maxDeliveryCount) || maxDeliveryCount < 1)
+      throw new Error(`queue ${name}: maxDeliveryCount must be an integer >= 1`);
+    const kb = o.maxMessageSizeInKilobytes ?? SERVICE_BUS_LIMITS.premiumDefaultMessageKilobytes;
+    if (
+      this.tier === 'premium' &&
+      (kb < SERVICE_BUS_LIMITS.premiumDefaultMessageKilobytes ||
+        kb > SERVICE_BUS_LIMITS.premiumMaxMessageKilobytes)
+    )
+      throw new Error(`queue ${name}: maxMessageSizeInKilobytes must be 1024..102400 on Premium`);
+    const maxMessageBytes = this.tier === 'premium' ? kb * 1024 : SERVICE_BUS_LIMITS.standardMessageBytes;
     return {
-      maxDeliveryCount: o.maxDeliveryCount ?? d.maxDeliveryCount ?? 10,
-      lockDurationMs: o.lockDurationMs ?? d.lockDurationMs ?? 30_000,
-      duplicateDetectionWindowMs: o.duplicateDetectionWindowMs ?? d.duplicateDetectionWindowMs ?? 600_000,
+      maxDeliveryCount,
+      lockDurationMs,
+      requiresDuplicateDetection: o.requiresDuplicateDetection ?? false,
+      duplicateDetectionWindowMs: o.duplicateDetectionWindowMs ?? 600_000,
+      defaultMessageTimeToLiveMs: o.defaultMessageTimeToLiveMs ?? Number.POSITIVE_INFINITY,
+      deadLetteringOnMessageExpiration: o.deadLetteringOnMessageExpiration ?? false,
+      maxMessageBytes,
+      maxBatchBytes:
+        this.tier === 'premium'
+          ? Math.min(maxMessageBytes, SERVICE_BUS_LIMITS.premiumBatchBytes)
+          : SERVICE_BUS_LIMITS.standardMessageBytes,
     };
   }
 
-  private queue(name: string): QueueState {
-    const key = name.toLowerCase();
-    if (!this.queues.has(key)) this.createQueue(name);
-    return this.queues.get(key)!;
+  private findQueue(name: string): QueueState | undefined {
+    return this.queues.get(name.toLowerCase());
   }
 
-  private echoTermini(link: unknown): RawLink {
+  private notFoundText(name: string): string {
+    return (
+      `The messaging entity 'sb://localhost:${this.port}/${name}' could not be found. ` +
+      'To know more visit https://aka.ms/sbResourceMgrExceptions.'
+    );
+  }
+
+  // ---- credentials --------------------------------------------------------------------------
+
+  /** Checks a CBS put-token request as Service Bus does for a SAS token; returns the problem. */
+  private checkToken(request: Message): string | undefined {
+    const type = String(request.application_properties?.type ?? '');
+    if (type !== 'servicebus.windows.net:sastoken')
+      return `InvalidToken: the test server accepts SAS tokens only (got type ${type || '(none)'}).`;
+    const token = typeof request.body === 'string' ? request.body : '';
+    const m = /^SharedAccessSignature (.+)$/.exec(token);
+    if (!m) return 'InvalidToken: the token is not a SharedAccessSignature.';
+    const fields = new Map<string, string>();
+    for (const part of m[1]!.split('&')) {
+      const i = part.indexOf('=');
+      if (i > 0) fields.set(part.slice(0, i), part.slice(i + 1));
+    }
+    const sr = fields.get('sr');
+    const sig = fields.get('sig');
+    const se = fields.get('se');
+    const skn = fields.get('skn');
+    if (!sr || !sig || !se || !skn) return 'InvalidToken: the token misses sr, sig, se or skn.';
+    if (decodeURIComponent(skn) !== this.keyName)
+      return `Unauthorized: the key name ${decodeURIComponent(skn)} is not known to the namespace.`;
+    if (Number(se) * 1000 < Date.now()) return 'ExpiredToken: the token has expired.';
+    const expected = createHmac('sha256', this.key).update(`${sr}\n${se}`).digest();
+    const given = Buffer.from(decodeURIComponent(sig), 'base64');
+    if (given.length !== expected.length || !timingSafeEqual(given, expected))
+      return 'InvalidSignature: The token has an invalid signature.';
+    return undefined;
+  }
+
+  /** The entity path of an address or audience (`sb://host/q/$management` → `q`; the namespace → ''). */
+  private static entityPath(address: string): string {
+    return address
+      .replace(/^(amqps?|sb):\/\/[^/]+\/?/i, '')
+      .replace(/\/+$/, '')
+      .replace(/\/\$management$/i, '')
+      .toLowerCase();
+  }
+
+  private isAuthorized(connection: Connection, address: string): boolean {
+    const paths = this.authorized.get(connection);
+    if (!paths) return false;
+    const entity = ServiceBusServer.entityPath(address);
+    for (const p of paths) if (p === '' || entity === p || entity.startsWith(`${p}/`)) return true;
+    return false;
+  }
+
+  // ---- links -------------------------------------------------------------------------------
+
+  private echoTermini(link: unknown, maxMessageSize: number): RawLink {
     const l = raw(link);
     const remote = l.remote.attach ?? {};
     const attach = l.local.attach as Record<string, unknown> & { source?: unknown; target?: unknown };
     (link as Sender).set_source({ address: remote.source?.address ?? '' });
     (link as Sender).set_target({ address: remote.target?.address ?? '' });
-    attach.max_message_size = this.maxMessageSize;
+    attach.max_message_size = maxMessageSize;
     return l;
+  }
+
+  /**
+   * Refuses an attach as Service Bus does: the answering attach has no terminus for the entity,
+   * then a detach carries the error.
+   */
+  private refuse(link: Sender | Receiver, condition: string, description: string): void {
+    const attach = raw(link).local.attach as Record<string, unknown>;
+    if (link.is_receiver()) attach.target = null;
+    else attach.source = null;
+    link.close({ condition, description });
+  }
+
+  /** Refuses a link to a missing or unauthorized entity; returns the queue when the link may open. */
+  private admit(link: Sender | Receiver, connection: Connection, address: string): QueueState | undefined {
+    const name = parseAddress(address).queue;
+    if (!this.isAuthorized(connection, address)) {
+      this.stats.unauthorized++;
+      this.refuse(
+        link,
+        'amqp:unauthorized-access',
+        `Unauthorized access. No valid token was put for '${name}' (CBS put-token first).`,
+      );
+      return undefined;
+    }
+    const queue = this.findQueue(name);
+    if (!queue) {
+      this.stats.notFound++;
+      this.refuse(link, 'amqp:not-found', this.notFoundText(name));
+      return undefined;
+    }
+    return queue;
   }
 
   /** The client opened a sender: the server side is a receiver (queue, $cbs or $management). */
   private onClientSenderAttached(ctx: EventContext): void {
-    const l = this.echoTermini(ctx.receiver);
-    const address = l.remote.attach?.target?.address ?? '';
+    const receiver = ctx.receiver!;
+    const address = raw(receiver).remote.attach?.target?.address ?? '';
     const parsed = parseAddress(address);
-    if (address !== '$cbs' && !parsed.management && parsed.sub === 'active') this.queue(parsed.queue);
+    const queue = address === '$cbs' ? undefined : this.findQueue(parsed.queue);
+    this.echoTermini(receiver, queue?.options.maxMessageBytes ?? SERVICE_BUS_LIMITS.standardMessageBytes);
+    if (address === '$cbs') return;
+    if (!this.admit(receiver, ctx.connection, address)) return;
+    if (!parsed.management) this.touch(receiver);
   }
 
   /** The client opened a receiver: the server side is a sender (queue consumer or reply link). */
   private onClientReceiverAttached(ctx: EventContext): void {
     const sender = ctx.sender!;
-    const l = this.echoTermini(sender);
+    const address = raw(sender).remote.attach?.source?.address ?? '';
+    const parsed = parseAddress(address);
+    const queue = address === '$cbs' || parsed.management ? undefined : this.findQueue(parsed.queue);
+    const l = this.echoTermini(
+      sender,
+      queue?.options.maxMessageBytes ?? SERVICE_BUS_LIMITS.standardMessageBytes,
+    );
     l.local.attach.snd_settle_mode = l.remote.attach?.snd_settle_mode ?? 0;
     // rhea only answers a drain while credit is left; answer it with zero credit too.
     l._get_drain = function (this: RawLink) {
@@ -391,10 +662,9 @@ class ServiceBusServer implements ServiceBusTestServer {
       }
       return false;
     };
-    const address = l.remote.attach?.source?.address ?? '';
-    const parsed = parseAddress(address);
     if (address === '$cbs' || parsed.management) return; // reply link
-    this.queue(parsed.queue);
+    if (!this.admit(sender, ctx.connection, address)) return;
+    this.touch(sender);
     const key = this.consumerKey(parsed.queue, parsed.sub);
     if (!this.consumers.has(key)) this.consumers.set(key, new Set());
     this.consumers.get(key)!.add(sender);
@@ -403,6 +673,35 @@ class ServiceBusServer implements ServiceBusTestServer {
 
   private consumerKey(queue: string, sub: SubQueue): string {
     return `${queue.toLowerCase()}|${sub}`;
+  }
+
+  /** Records activity on an entity link (reply and $cbs links are not tracked). */
+  private touch(link: Sender | Receiver | undefined): void {
+    if (!link) return;
+    const address = link.is_sender()
+      ? raw(link).remote.attach?.source?.address
+      : raw(link).remote.attach?.target?.address;
+    if (!address || address === '$cbs' || parseAddress(address).management) return;
+    if (link.is_open()) this.linkActivity.set(link, Date.now());
+  }
+
+  private detachIdleLinks(): void {
+    const now = Date.now();
+    for (const [link, at] of this.linkActivity) {
+      if (!link.is_open()) {
+        this.linkActivity.delete(link);
+        continue;
+      }
+      if (now - at < this.idleLinkTimeoutMs) continue;
+      this.linkActivity.delete(link);
+      this.stats.idleDetached++;
+      link.close({
+        condition: 'amqp:link:detach-forced',
+        description:
+          `The link '${link.name}' is force detached. Code: ServerError. Details: ` +
+          `AmqpMessageConsumer.IdleTimerExpired: Idle timeout: ${timeSpan(this.idleLinkTimeoutMs)}.`,
+      });
+    }
   }
 
   // ---- incoming transfers ------------------------------------------------------------------
@@ -430,11 +729,31 @@ class ServiceBusServer implements ServiceBusTestServer {
       });
       return;
     }
-    const queue = this.queue(parsed.queue);
-    const messages =
-      delivery.format === BATCH_FORMAT
-        ? this.unbatch(ctx.message as unknown as Buffer)
-        : [ctx.message as Message];
+    const queue = this.findQueue(parsed.queue);
+    if (!queue) {
+      this.stats.notFound++;
+      delivery.reject({ condition: 'amqp:not-found', description: this.notFoundText(parsed.queue) });
+      return;
+    }
+    const batch = delivery.format === BATCH_FORMAT;
+    const payload = batch
+      ? (ctx.message as unknown as Buffer)
+      : (rhea.message.encode(ctx.message as Message) as Buffer);
+    const size = payload.length;
+    this.stats.largestTransferBytes = Math.max(this.stats.largestTransferBytes, size);
+    const limit = batch ? queue.options.maxBatchBytes : queue.options.maxMessageBytes;
+    if (size > limit) {
+      this.stats.sizeRejected++;
+      delivery.reject({
+        condition: 'amqp:link:message-size-exceeded',
+        description:
+          `The received message (delivery-id:${delivery.id}, size:${size} bytes) exceeds the limit ` +
+          `(${limit} bytes) currently allowed on the link` +
+          (batch ? ` for a batch send on the ${this.tier} tier.` : '.'),
+      });
+      return;
+    }
+    const messages = batch ? this.unbatch(payload) : [ctx.message as Message];
     for (const m of messages) this.enqueue(queue, m);
     this.stats.transfers++;
     delivery.accept();
@@ -451,7 +770,7 @@ class ServiceBusServer implements ServiceBusTestServer {
   private enqueue(queue: QueueState, message: Message): void {
     const now = Date.now();
     const id = message.message_id == null ? undefined : String(message.message_id);
-    if (id !== undefined && queue.options.duplicateDetectionWindowMs > 0) {
+    if (id !== undefined && queue.options.requiresDuplicateDetection) {
       const until = queue.seen.get(id);
       if (until !== undefined && until > now) {
         this.stats.duplicatesDropped++;
@@ -461,15 +780,34 @@ class ServiceBusServer implements ServiceBusTestServer {
     }
     const scheduled = toMillis(message.message_annotations?.['x-opt-scheduled-enqueue-time']);
     const availableAt = scheduled !== undefined && scheduled > now ? scheduled : now;
+    // The effective time to live: the message's own, never above the queue's default.
+    const own = typeof message.ttl === 'number' && message.ttl > 0 ? message.ttl : Number.POSITIVE_INFINITY;
+    const ttl = Math.min(own, queue.options.defaultMessageTimeToLiveMs);
+    if (Number.isFinite(ttl)) message.ttl = ttl;
+    const expiresAt = availableAt + ttl;
     queue.active.push({
       sequenceNumber: queue.nextSequenceNumber++,
       message,
       deliveryCount: 0,
       enqueuedAt: availableAt,
       availableAt,
+      expiresAt,
     });
     this.stats.sent++;
     if (availableAt > now) this.after(availableAt - now, () => this.schedulePump());
+    if (Number.isFinite(expiresAt)) this.after(Math.max(0, expiresAt - now) + 1, () => this.schedulePump());
+  }
+
+  /** Removes (or dead-letters) the unlocked active messages whose time to live is over. */
+  private expire(queue: QueueState): void {
+    const now = Date.now();
+    for (const stored of [...queue.active]) {
+      if (stored.lock || stored.expiresAt > now) continue;
+      this.stats.expired++;
+      if (queue.options.deadLetteringOnMessageExpiration)
+        this.deadLetter(queue, stored, 'TTLExpiredException', 'The message expired and was dead lettered.');
+      else this.remove(queue, 'active', stored);
+    }
   }
 
   // ---- delivering to consumers -------------------------------------------------------------
@@ -493,6 +831,7 @@ class ServiceBusServer implements ServiceBusTestServer {
       const [queueKey, sub] = key.split('|') as [string, SubQueue];
       const queue = this.queues.get(queueKey);
       if (!queue) continue;
+      if (sub === 'active') this.expire(queue);
       for (const link of [...links]) {
         if (link.is_closed()) {
           links.delete(link);
@@ -541,6 +880,7 @@ class ServiceBusServer implements ServiceBusTestServer {
     } as Message;
     const tag = reorderGuidBytes(rhea.string_to_uuid(token));
     const delivery = link.send(rhea.message.encode(out), tag, 0);
+    this.touch(link);
     if (presettled) {
       this.remove(queue, sub, stored);
       this.stats.completed++;
@@ -599,6 +939,7 @@ class ServiceBusServer implements ServiceBusTestServer {
     if (reason !== undefined) props.DeadLetterReason = reason;
     if (description !== undefined) props.DeadLetterErrorDescription = description;
     stored.message.application_properties = props;
+    stored.expiresAt = Number.POSITIVE_INFINITY; // dead letters never expire
     queue.dead.push(stored);
     this.stats.deadLettered++;
   }
@@ -613,6 +954,7 @@ class ServiceBusServer implements ServiceBusTestServer {
 
   private onOutcome(ctx: EventContext, kind: 'complete' | 'abandon' | 'deadletter'): void {
     const delivery = ctx.delivery!;
+    this.touch(ctx.sender);
     if (delivery.remote_settled && delivery.settled) return;
     const token = this.deliveryLocks.get(delivery);
     const state = (delivery.remote_state ?? {}) as DeliveryOutcomeState;
@@ -671,23 +1013,39 @@ class ServiceBusServer implements ServiceBusTestServer {
 
   private answerCbs(ctx: EventContext, request: Message): void {
     const operation = request.application_properties?.operation;
-    if (operation === 'put-token')
-      this.reply(ctx, request, { application_properties: statusProps(200, 'OK') });
-    else
+    if (operation !== 'put-token') {
       this.reply(ctx, request, {
         application_properties: statusProps(501, `CBS operation ${String(operation)} is not supported`),
       });
+      return;
+    }
+    const problem = this.checkToken(request);
+    if (problem) {
+      this.stats.unauthorized++;
+      this.reply(ctx, request, { application_properties: statusProps(401, problem) });
+      return;
+    }
+    const audience = String(request.application_properties?.name ?? '');
+    let paths = this.authorized.get(ctx.connection);
+    if (!paths) this.authorized.set(ctx.connection, (paths = new Set()));
+    paths.add(ServiceBusServer.entityPath(audience));
+    this.reply(ctx, request, { application_properties: statusProps(200, 'OK') });
   }
 
   private answerManagement(ctx: EventContext, queueName: string, sub: SubQueue, request: Message): void {
     const operation = String(request.application_properties?.operation ?? '');
     const body = (request.body ?? {}) as Record<string, unknown>;
-    const queue = this.queue(queueName);
     const answer = (code: number, description: string, responseBody?: unknown, condition?: string) =>
       this.reply(ctx, request, {
         application_properties: statusProps(code, description, condition),
         ...(responseBody === undefined ? {} : { body: responseBody }),
       });
+    const queue = this.findQueue(queueName);
+    if (!queue) {
+      this.stats.notFound++;
+      return answer(404, this.notFoundText(queueName), undefined, 'amqp:not-found');
+    }
+    this.expire(queue);
     const tokens = () => ((body['lock-tokens'] as unknown[]) ?? []).map(lockTokenString);
     const lockLost = () =>
       answer(
@@ -779,6 +1137,7 @@ class ServiceBusServer implements ServiceBusTestServer {
       locked: Boolean(m.lock),
       enqueuedAt: new Date(m.enqueuedAt),
       scheduledFor: m.availableAt > Date.now() ? new Date(m.availableAt) : undefined,
+      expiresAt: Number.isFinite(m.expiresAt) ? new Date(m.expiresAt) : undefined,
       applicationProperties: props,
       ...(reason === undefined ? {} : { deadLetterReason: String(reason) }),
       ...(description === undefined ? {} : { deadLetterErrorDescription: String(description) }),

@@ -2,6 +2,7 @@
 import { app, type InvocationContext } from '@azure/functions';
 import { registrationSettings } from '../../lib/config';
 import type { Log } from '../../lib/log';
+import { deadLetterReasonOf } from '../../lib/transport/dead-letter';
 
 export function contextLog(context: InvocationContext): Log {
   const fmt = (m: string, p?: Record<string, unknown>) => (p ? `${m} ${JSON.stringify(p)}` : m);
@@ -29,17 +30,6 @@ export type QueueHandler = (
  * (`<queue>` / `<queue>-poison`) or a Service Bus queue (`<queue>` / `<queue>/$deadletterqueue`).
  * `queue` picks the records or control queue named by the settings.
  */
-/**
- * The dead-letter reason as the host binds it: an application property, camel-cased by the
- * worker (`applicationProperties.deadLetterReason`); the top-level name is a fallback for older
- * hosts.
- */
-function deadLetterReasonOf(meta: Record<string, unknown> | undefined): string | undefined {
-  const props = meta?.applicationProperties as Record<string, unknown> | undefined;
-  const reason = props?.deadLetterReason ?? props?.DeadLetterReason ?? meta?.deadLetterReason;
-  return typeof reason === 'string' && reason !== '' ? reason : undefined;
-}
-
 export function registerQueueFunction(
   name: string,
   queueRole: 'records' | 'control',

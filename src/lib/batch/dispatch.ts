@@ -104,7 +104,7 @@ export class Dispatcher {
         version: wire.v,
         stream: this.ledger.stream,
         payload: JSON.stringify(wire),
-        error: `record is larger than one queue message (${max} bytes of JSON); trim the source's fields, or use a transport tier with larger messages`,
+        error: `record is larger than one queue message (${max} bytes of JSON); trim the source's fields (with Service Bus, SERVICE_BUS_TIER=premium raises the limit to about 968 KiB)`,
         attempts: 0,
         policy: this.flow.settings.poisonPolicy,
       });

@@ -10,6 +10,7 @@
  * credentials, schedule and target.
  */
 import { z } from 'zod';
+import { cursorDirectorySchema, cursorFileNameSchema } from '../cursor/cursor-path';
 import { settings, type SettingName } from './settings';
 
 export interface FlowSettingDefinition {
@@ -56,10 +57,17 @@ export const flowSettings = [
     key: 'CursorFile',
     description:
       'Path of the cursor file in the share/container. Default: CURSOR_DIRECTORY/CURSOR_FILE_NAME for the flow named SYNC_VIEW_NAME, CURSOR_DIRECTORY/<flow>/CURSOR_FILE_NAME for the others.',
-    schema: z
-      .string()
-      .regex(/^[A-Za-z0-9_\-.]+(\/[A-Za-z0-9_\-.]+)*$/, 'must be a relative path of file and folder names')
-      .refine((p) => !p.split('/').some((c) => c === '.' || c === '..'), 'must not contain . or .. segments'),
+    schema: z.string().superRefine((path, ctx) => {
+      const slash = path.lastIndexOf('/');
+      for (const [schema, part] of [
+        [cursorDirectorySchema, slash < 0 ? '' : path.slice(0, slash)],
+        [cursorFileNameSchema, path.slice(slash + 1)],
+      ] as const) {
+        const r = schema.safeParse(part);
+        if (!r.success)
+          for (const issue of r.error.issues) ctx.addIssue({ code: 'custom', message: issue.message });
+      }
+    }),
   },
   { key: 'Target', description: 'Target adapter of the flow.', shared: 'TARGET' },
   { key: 'TargetTableName', description: 'Table the `table` target writes to.', shared: 'TARGET_TABLE_NAME' },

@@ -245,6 +245,7 @@ export function loadConfig(env: Env = process.env) {
       recordsQueue: v('SYNC_RECORDS_QUEUE')!,
       controlQueue: v('SYNC_CONTROL_QUEUE')!,
       serviceBus,
+      serviceBusTier: v('SERVICE_BUS_TIER')!,
     },
     flows,
   };

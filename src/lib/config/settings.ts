@@ -9,6 +9,7 @@
  * only what differs per flow.
  */
 import { z } from 'zod';
+import { cursorDirectorySchema, cursorFileNameSchema } from '../cursor/cursor-path';
 
 export interface SettingDefinition {
   name: string;
@@ -202,13 +203,13 @@ export const settings = [
     name: 'CURSOR_DIRECTORY',
     description: 'Directory inside the share/container; empty = root.',
     default: '',
-    schema: z.string().regex(/^[A-Za-z0-9_\-./]*$/, 'must be a relative path'),
+    schema: cursorDirectorySchema,
   },
   {
     name: 'CURSOR_FILE_NAME',
     description: 'Cursor file name (plain-text number, as in the tutorial).',
     default: 'lastSubmissionId.txt',
-    schema: z.string().regex(/^[A-Za-z0-9_\-.]{1,255}$/, 'must be a file name'),
+    schema: cursorFileNameSchema,
   },
   {
     name: 'CURSOR_STORAGE_CONNECTION',
@@ -241,6 +242,13 @@ export const settings = [
       'Service Bus connection string (TRANSPORT=servicebus); or set ServiceBusConnection__fullyQualifiedNamespace.',
     secret: true,
     schema: z.string().min(1),
+  },
+  {
+    name: 'SERVICE_BUS_TIER',
+    description:
+      'The Service Bus namespace tier: `standard` (messages up to 256 KB) or `premium` (a send batch carries up to 1 MB): sets the largest record a queue message can carry.',
+    default: 'standard',
+    schema: z.enum(['standard', 'premium']),
   },
   {
     name: 'ServiceBusConnection__fullyQualifiedNamespace',

@@ -13,6 +13,12 @@ export interface QueuesHostSettings {
 }
 
 export interface HostSettings {
+  /**
+   * host.json `functionTimeout` in ms; undefined = unbounded (`-1`). When host.json does not set
+   * it: 30 minutes, the default of the Flex Consumption, Premium and Dedicated plans (the
+   * legacy Consumption plan's default is 5 minutes).
+   */
+  functionTimeoutMs: number | undefined;
   queues: QueuesHostSettings;
   serviceBus: { maxConcurrentCalls: number; maxAutoLockRenewalDurationMs: number };
   http: { routePrefix: string };
@@ -46,8 +52,21 @@ function timeSpan(section: Json, key: string, fallbackMs: number): number {
   return parseTimeSpanMs(v);
 }
 
+export const DEFAULT_FUNCTION_TIMEOUT_MS = 30 * 60_000;
+
+function functionTimeout(root: Json): number | undefined {
+  const v = root.functionTimeout;
+  if (v === undefined) return DEFAULT_FUNCTION_TIMEOUT_MS;
+  if (v === '-1' || v === -1) return undefined;
+  if (typeof v !== 'string') throw new Error('host.json: functionTimeout must be a TimeSpan string or "-1"');
+  const ms = parseTimeSpanMs(v);
+  if (ms <= 0) throw new Error('host.json: functionTimeout must be positive (or "-1" for unbounded)');
+  return ms;
+}
+
 export function parseHostJson(json: unknown): HostSettings {
-  const extensions = asObject(asObject(json).extensions);
+  const root = asObject(json);
+  const extensions = asObject(root.extensions);
   const q = asObject(extensions.queues);
   const batchSize = positiveInt(q, 'batchSize', 16);
   const encoding = q.messageEncoding ?? 'base64';
@@ -57,6 +76,7 @@ export function parseHostJson(json: unknown): HostSettings {
   const sb = asObject(extensions.serviceBus);
   const routePrefix = http.routePrefix === undefined ? 'api' : String(http.routePrefix);
   return {
+    functionTimeoutMs: functionTimeout(root),
     queues: {
       batchSize,
       newBatchThreshold: positiveInt(q, 'newBatchThreshold', Math.floor(batchSize / 2), 0),

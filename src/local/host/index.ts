@@ -1,5 +1,5 @@
 /** The local Functions host: runs the app's real `app.*` registrations without Core Tools. */
-export { LocalHost } from './local-host';
+export { FunctionTimeoutError, LocalHost, WorkerRestartedError } from './local-host';
 export type { HostLogLevel, HostedFunctionInfo, LocalHostOptions, WaitForIdleOptions } from './local-host';
 export { installFunctionsCoreShim } from './functions-core-shim';
 export type { InvokeFn, QueueDriverOptions, TriggerDriver } from './driver';

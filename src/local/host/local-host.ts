@@ -11,6 +11,17 @@
  *   LocalHost in the same process reuses the registrations the first load recorded, so app
  *   code should read settings when it runs, not when its module loads.
  * - Function keys are not enforced (as with `func start`).
+ *
+ * FUNCTION TIMEOUT. As the real host does with host.json `functionTimeout` (or the
+ * `functionTimeoutMs` option): an invocation still running at the timeout fails with
+ * FunctionTimeoutError, and, because for an out-of-process language the host then restarts the
+ * worker process ("A function timeout has occurred. Restarting worker process executing
+ * invocationId ..."), every other invocation in flight at that moment fails too, with
+ * WorkerRestartedError. Their triggers react as to any failure: a Service Bus message is
+ * abandoned (redelivered with deliveryCount + 1), a storage-queue message is retried, a timer or
+ * HTTP invocation fails. What is NOT modelled: there is no second process to kill, so the
+ * abandoned handlers keep running in the background and their effects may still land (as the
+ * writes a killed worker had already sent may land), and module state is not reset.
  */
 import { randomUUID } from 'node:crypto';
 import { existsSync } from 'node:fs';
@@ -66,6 +77,11 @@ export interface LocalHostOptions {
   visibilityTimeoutMs?: number;
   /** Lease on a received storage-queue message while it runs (renewed). Default 5 minutes. */
   receiveVisibilityTimeoutMs?: number;
+  /**
+   * Override of host.json `functionTimeout` in ms (null = unbounded). An invocation running longer
+   * fails and the "worker" restarts: see FUNCTION TIMEOUT above.
+   */
+  functionTimeoutMs?: number | null;
   log?: (level: HostLogLevel, line: string) => void;
 }
 
@@ -85,6 +101,35 @@ interface HostedFunction extends HostedFunctionInfo {
 export interface WaitForIdleOptions {
   timeoutMs?: number;
   quietMs?: number;
+}
+
+/** An invocation ran longer than the function timeout (host.json `functionTimeout`). */
+export class FunctionTimeoutError extends Error {
+  constructor(functionName: string, invocationId: string, timeoutMs: number) {
+    super(
+      `Timeout value of ${formatTimeSpan(timeoutMs)} exceeded by function '${functionName}' (Id: '${invocationId}'). ` +
+        'The worker process is restarted.',
+    );
+    this.name = 'FunctionTimeoutError';
+  }
+}
+
+/** An invocation was in flight when another one timed out and the worker process was restarted. */
+export class WorkerRestartedError extends Error {
+  constructor(functionName: string, invocationId: string) {
+    super(
+      `The worker process running function '${functionName}' (Id: '${invocationId}') was restarted ` +
+        'after another invocation timed out; this invocation failed with it.',
+    );
+    this.name = 'WorkerRestartedError';
+  }
+}
+
+function formatTimeSpan(ms: number): string {
+  const total = Math.floor(ms / 1000);
+  const pad = (n: number) => String(n).padStart(2, '0');
+  const frac = ms % 1000 ? `.${String(ms % 1000).padStart(3, '0')}` : '';
+  return `${pad(Math.floor(total / 3600))}:${pad(Math.floor(total / 60) % 60)}:${pad(total % 60)}${frac}`;
 }
 
 const DEFAULT_HTTP_PORT = 7071;
@@ -165,6 +210,10 @@ export class LocalHost {
   private readonly previousEnv = new Map<string, string | undefined>();
   private server: LocalHttpServer | undefined;
   private inFlight = 0;
+  /** Invocations in flight, by id: failing one settles it at once (timeout, worker restart). */
+  private readonly running = new Map<string, (e: Error) => void>();
+  private readonly invocationNames = new Map<string, string>();
+  private restarts = 0;
   private stopped = false;
   private stopping: Promise<void> | undefined;
   private host!: HostSettings;
@@ -175,6 +224,17 @@ export class LocalHost {
   /** The registered functions, with their trigger bindings' %NAME% placeholders resolved. */
   get functions(): ReadonlyArray<HostedFunctionInfo> {
     return this.functionList;
+  }
+
+  /** How many times an invocation timed out and the "worker process" was restarted. */
+  get workerRestarts(): number {
+    return this.restarts;
+  }
+
+  /** The function timeout in force (ms; undefined = unbounded). */
+  get functionTimeoutMs(): number | undefined {
+    if (this.o.functionTimeoutMs !== undefined) return this.o.functionTimeoutMs ?? undefined;
+    return this.host.functionTimeoutMs;
   }
 
   /** e.g. http://127.0.0.1:7071 (empty when the app has no HTTP functions). */
@@ -476,7 +536,18 @@ export class LocalHost {
     this.inFlight++;
     const started = Date.now();
     this.log('info', `${prefix} executing (id ${invocationId})`);
-    try {
+    // Settled by the invocation itself, or first by a timeout / worker restart.
+    let fail!: (e: Error) => void;
+    const aborted = new Promise<never>((_, reject) => (fail = reject));
+    aborted.catch(() => undefined); // only ever awaited through the race below
+    this.running.set(invocationId, fail);
+    this.invocationNames.set(invocationId, fn.name);
+    const timeoutMs = this.functionTimeoutMs;
+    const timer =
+      timeoutMs === undefined
+        ? undefined
+        : setTimeout(() => this.onTimeout(fn.name, invocationId, timeoutMs), timeoutMs);
+    const run = async () => {
       const hookData: Record<string, unknown> = {};
       const pre = {
         invocationContext: context,
@@ -503,13 +574,47 @@ export class LocalHost {
       };
       await this.runHooks('postInvocation', post);
       if (post.error !== undefined && post.error !== null) throw post.error;
+      return post.result;
+    };
+    const work = run();
+    work.catch(() => undefined); // after a timeout nobody awaits it any more
+    try {
+      const result = await Promise.race([work, aborted]);
       this.log('info', `${prefix} succeeded (id ${invocationId}, ${Date.now() - started} ms)`);
-      return { result: post.result, context };
+      return { result, context };
     } catch (e) {
       this.log('error', `${prefix} failed (id ${invocationId}, ${Date.now() - started} ms): ${errorText(e)}`);
       throw e;
     } finally {
+      if (timer) clearTimeout(timer);
+      this.running.delete(invocationId);
+      this.invocationNames.delete(invocationId);
       this.inFlight--;
+    }
+  }
+
+  /**
+   * An invocation exceeded the function timeout: it fails, and the worker process is restarted,
+   * which fails every other invocation in flight on it (one worker process per host here).
+   */
+  private onTimeout(functionName: string, invocationId: string, timeoutMs: number): void {
+    const fail = this.running.get(invocationId);
+    if (!fail) return;
+    this.restarts++;
+    const timeout = new FunctionTimeoutError(functionName, invocationId, timeoutMs);
+    this.log('error', `[${functionName}] ${timeout.message}`);
+    this.log(
+      'error',
+      `A function timeout has occurred. Restarting worker process executing invocationId '${invocationId}'` +
+        (this.running.size > 1
+          ? `; ${this.running.size - 1} other invocation(s) in flight fail with it.`
+          : '.'),
+    );
+    const others = [...this.running.entries()].filter(([id]) => id !== invocationId);
+    fail(timeout);
+    for (const [id, failOther] of others) {
+      const name = this.invocationNames.get(id) ?? 'unknown';
+      failOther(new WorkerRestartedError(name, id));
     }
   }
 

@@ -3,16 +3,42 @@
  * semantics (host.json `extensions.serviceBus`):
  *
  * - a peek-lock processor (`receiver.subscribe`) runs at most `maxConcurrency`
- *   (maxConcurrentCalls) invocations at once; the SDK renews message locks while they run;
- * - the handler gets the body as the SDK decodes it (a JSON body arrives parsed), and
- *   triggerMetadata like the extension's: messageId, deliveryCount (1 on the first delivery, as
- *   in the extension; the AMQP header and the JS SDK count from 0), enqueuedTimeUtc, lockToken,
- *   applicationProperties, sequenceNumber, contentType, ... and for dead letters
- *   deadLetterSource / deadLetterReason / deadLetterErrorDescription;
- * - success completes the message; a throw abandons it, so Service Bus redelivers it and
- *   dead-letters it after the queue's max delivery count (the queue's own setting; the
- *   `maxDeliveryCount` option only makes the log lines say "delivery 2 of 10");
+ *   (maxConcurrentCalls) invocations at once; the SDK renews message locks while they run, for
+ *   at most `maxAutoLockRenewalDuration` from receipt;
+ * - the handler gets the body as the SDK decodes it (a JSON body arrives parsed) and the
+ *   triggerMetadata the real host and worker hand over (see TRIGGER METADATA below);
+ * - success completes the message; a throw (or a timeout, see local-host.ts) abandons it, so
+ *   Service Bus redelivers it at once and dead-letters it after the queue's max delivery count
+ *   (the queue's own setting; the `maxDeliveryCount` option only makes the log lines say
+ *   "delivery 2 of 10");
  * - `queueName` may name the dead-letter sub-queue: `<queue>/$deadletterqueue`.
+ *
+ * TRIGGER METADATA. In Azure the metadata takes three steps, each modelled here:
+ *   1. the extension (Microsoft.Azure.WebJobs.Extensions.ServiceBus 5.x,
+ *      `ServiceBusTriggerBindingStrategy`) binds, for one message: DeliveryCount, DeadLetterSource,
+ *      LockToken, ExpiresAtUtc, ExpiresAt, EnqueuedTimeUtc, EnqueuedTime, MessageId, ContentType,
+ *      ReplyTo, SequenceNumber, To, Subject, Label (= Subject), CorrelationId,
+ *      ApplicationProperties, UserProperties (= ApplicationProperties), SessionId,
+ *      ReplyToSessionId, PartitionKey, TransactionPartitionKey, and the .NET-only objects
+ *      MessageReceiver, MessageSession, MessageActions, SessionActions, ReceiveActions, Client.
+ *      `DeliveryCount` is the .NET SDK's: 1 on the first delivery (the AMQP header and the JS
+ *      SDK count from 0). There is NO DeadLetterReason key: Service Bus keeps the reason and the
+ *      description as application properties of the dead-lettered message, so they arrive in
+ *      ApplicationProperties (read them with `deadLetterReasonOf`, src/lib/transport/dead-letter.ts);
+ *   2. the host (`GrpcMessageConversionExtensions.ToRpc`) drops null values (`ShouldSkipBindingData`:
+ *      an absent CorrelationId is no key at all), sends strings as strings and everything else as
+ *      Newtonsoft JSON: numbers stay numbers, a DateTime (EnqueuedTimeUtc, ExpiresAtUtc) becomes
+ *      `"2024-05-01T10:00:00.123"` WITHOUT a zone, a DateTimeOffset (EnqueuedTime, ExpiresAt)
+ *      `"2024-05-01T10:00:00.123+00:00"`, a message without a TTL expires at .NET's max date;
+ *      the .NET objects become JSON of whatever they expose (modelled as `{}`, and `Client` as
+ *      its namespace; nothing here reads them);
+ *   3. the worker (`@azure/functions` 4.16.5, `fromRpcTriggerMetadata`) JSON-parses every
+ *      string value when it can (a message id "42" arrives as the number 42) and camel-cases
+ *      every key, nested ones included: `ApplicationProperties.DeadLetterReason` becomes
+ *      `applicationProperties.deadLetterReason`, and an application property `BatchId` would
+ *      arrive as `batchId`.
+ * `serviceBusTriggerMetadata` runs the three steps; test/local-host.test.ts checks step 3
+ * against the real `@azure/functions` package.
  *
  * `isIdle()`: nothing in flight, and neither a message nor a receive error for at least
  * `pollIntervalMs` while the processor had credit (the queue's available messages looked
@@ -43,27 +69,134 @@ export function createServiceBusDriver(o: ServiceBusDriverOptions): TriggerDrive
   return new ServiceBusDriver(o);
 }
 
-/** The triggerMetadata the Functions Service Bus extension binds for a message. */
-export function serviceBusTriggerMetadata(m: ServiceBusReceivedMessage): Record<string, unknown> {
-  const meta: Record<string, unknown> = {
-    messageId: m.messageId,
-    deliveryCount: (m.deliveryCount ?? 0) + 1,
-    enqueuedTimeUtc: m.enqueuedTimeUtc?.toISOString(),
-    expiresAtUtc: m.expiresAtUtc?.toISOString(),
-    lockedUntilUtc: m.lockedUntilUtc?.toISOString(),
-    lockToken: m.lockToken,
-    sequenceNumber: m.sequenceNumber?.toNumber(),
-    contentType: m.contentType,
-    correlationId: m.correlationId,
-    subject: m.subject,
-    applicationProperties: m.applicationProperties ?? {},
-  };
-  if (m.deadLetterSource !== undefined) meta.deadLetterSource = m.deadLetterSource;
-  if (m.deadLetterReason !== undefined) meta.deadLetterReason = m.deadLetterReason;
+// ---- trigger metadata: extension → host → worker ---------------------------------------------
+
+/** A .NET DateTime (`offset` false, Kind Unspecified) or DateTimeOffset, as Newtonsoft writes it. */
+class DotNetDate {
+  constructor(
+    private readonly at: Date | 'max',
+    private readonly offset: boolean,
+  ) {}
+  toJSON(): string {
+    const zone = this.offset ? '+00:00' : '';
+    if (this.at === 'max') return `9999-12-31T23:59:59.9999999${zone}`;
+    // Newtonsoft's "yyyy-MM-ddTHH:mm:ss.FFFFFFF": trailing zeros of the fraction are dropped.
+    const iso = this.at.toISOString().replace(/Z$/, '');
+    return iso.replace(/\.?0+$/, '') + zone;
+  }
+}
+
+/** An application property value as .NET would hold it (an AMQP timestamp is a UTC DateTime). */
+function dotNetValue(v: unknown): unknown {
+  if (v instanceof Date) return v.toISOString().replace(/\.?0+Z$/, 'Z');
+  if (Buffer.isBuffer(v)) return v.toString('base64');
+  if (typeof v === 'bigint') return Number(v);
+  if (v && typeof v === 'object' && 'toNumber' in v && typeof v.toNumber === 'function')
+    return (v as { toNumber(): number }).toNumber();
+  return v;
+}
+
+/** The application properties as Service Bus holds them: the dead-letter reason is one of them. */
+function applicationPropertiesOf(m: ServiceBusReceivedMessage): Record<string, unknown> {
+  const props: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(m.applicationProperties ?? {})) props[k] = dotNetValue(v);
+  // The JS SDK also lifts these out of the application properties; on the wire they are there.
+  if (m.deadLetterReason !== undefined) props.DeadLetterReason ??= m.deadLetterReason;
   if (m.deadLetterErrorDescription !== undefined)
-    meta.deadLetterErrorDescription = m.deadLetterErrorDescription;
-  for (const k of Object.keys(meta)) if (meta[k] === undefined) delete meta[k];
-  return meta;
+    props.DeadLetterErrorDescription ??= m.deadLetterErrorDescription;
+  return props;
+}
+
+/**
+ * Step 1: the binding data the extension produces for one message (PascalCase keys, values as
+ * .NET would serialize them; null = the property is not set).
+ */
+export function serviceBusBindingData(
+  m: ServiceBusReceivedMessage,
+  fullyQualifiedNamespace = '',
+): Record<string, unknown> {
+  const enqueued = m.enqueuedTimeUtc ?? new Date(0);
+  const expires: Date | 'max' =
+    m.expiresAtUtc && m.expiresAtUtc.getUTCFullYear() < 9999 ? m.expiresAtUtc : 'max';
+  const applicationProperties = applicationPropertiesOf(m);
+  const str = (v: unknown) => (v === undefined || v === null ? null : String(v));
+  return {
+    MessageReceiver: {},
+    MessageSession: {},
+    MessageActions: {},
+    SessionActions: {},
+    ReceiveActions: {},
+    Client: { FullyQualifiedNamespace: fullyQualifiedNamespace, IsClosed: false },
+    DeliveryCount: (m.deliveryCount ?? 0) + 1,
+    DeadLetterSource: str(m.deadLetterSource),
+    LockToken: str(m.lockToken),
+    ExpiresAtUtc: new DotNetDate(expires, false),
+    ExpiresAt: new DotNetDate(expires, true),
+    EnqueuedTimeUtc: new DotNetDate(enqueued, false),
+    EnqueuedTime: new DotNetDate(enqueued, true),
+    MessageId: str(m.messageId),
+    ContentType: str(m.contentType),
+    ReplyTo: str(m.replyTo),
+    SequenceNumber: m.sequenceNumber?.toNumber() ?? 0,
+    To: str(m.to),
+    Subject: str(m.subject),
+    Label: str(m.subject),
+    CorrelationId: str(m.correlationId),
+    ApplicationProperties: applicationProperties,
+    UserProperties: applicationProperties,
+    SessionId: str(m.sessionId),
+    ReplyToSessionId: str(m.replyToSessionId),
+    PartitionKey: str(m.partitionKey),
+    TransactionPartitionKey: null, // not exposed by the JS SDK; unset for non-transactional sends
+  };
+}
+
+/** The two shapes of RpcTypedData the host produces for trigger metadata values. */
+export type RpcMetadataValue = { string: string } | { json: string };
+
+/** Step 2: the host's ToRpc: null values are skipped, strings stay strings, the rest is JSON. */
+export function toRpcTriggerMetadata(bindingData: Record<string, unknown>): Record<string, RpcMetadataValue> {
+  const out: Record<string, RpcMetadataValue> = {};
+  for (const [key, value] of Object.entries(bindingData)) {
+    if (value === null || value === undefined) continue;
+    out[key] = typeof value === 'string' ? { string: value } : { json: JSON.stringify(value) };
+  }
+  return out;
+}
+
+function camelKey(key: string): string {
+  return key.charAt(0).toLowerCase() + key.slice(1);
+}
+
+function camelValue(v: unknown): unknown {
+  if (typeof v !== 'object' || v === null) return v;
+  if (Array.isArray(v)) return v.map(camelValue);
+  return Object.fromEntries(Object.entries(v).map(([k, x]) => [camelKey(k), camelValue(x)]));
+}
+
+/** Step 3: the worker's fromRpcTriggerMetadata: JSON-parse strings when possible, camel-case keys. */
+export function fromRpcTriggerMetadata(rpc: Record<string, RpcMetadataValue>): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const [key, data] of Object.entries(rpc)) {
+    let value: unknown;
+    if ('json' in data) value = JSON.parse(data.json);
+    else
+      try {
+        value = JSON.parse(data.string);
+      } catch {
+        value = data.string;
+      }
+    out[camelKey(key)] = camelValue(value);
+  }
+  return out;
+}
+
+/** The triggerMetadata a Node function gets for a Service Bus message in Azure. */
+export function serviceBusTriggerMetadata(
+  m: ServiceBusReceivedMessage,
+  fullyQualifiedNamespace = '',
+): Record<string, unknown> {
+  return fromRpcTriggerMetadata(toRpcTriggerMetadata(serviceBusBindingData(m, fullyQualifiedNamespace)));
 }
 
 /** The body as the trigger binds it: parsed JSON stays an object; a JSON text or bytes are parsed when they can be. */
@@ -82,6 +215,7 @@ export class ServiceBusDriver implements TriggerDriver {
   readonly description: string;
   private readonly queue: string;
   private readonly deadLetter: boolean;
+  private readonly namespace: string;
   private client: ServiceBusClient | undefined;
   private receiver: ServiceBusReceiver | undefined;
   private subscription: { close(): Promise<void> } | undefined;
@@ -96,6 +230,8 @@ export class ServiceBusDriver implements TriggerDriver {
       );
     this.deadLetter = DEAD_LETTER_SUFFIX.test(o.queueName);
     this.queue = o.queueName.replace(DEAD_LETTER_SUFFIX, '');
+    this.namespace =
+      o.fullyQualifiedNamespace ?? /Endpoint=sb:\/\/([^/;:]+)/i.exec(o.connectionString ?? '')?.[1] ?? '';
     this.description = `service bus queue ${o.queueName}`;
   }
 
@@ -159,7 +295,7 @@ export class ServiceBusDriver implements TriggerDriver {
     const receiver = this.receiver!;
     let failure: unknown;
     try {
-      await this.o.invoke(serviceBusTriggerInput(m.body), serviceBusTriggerMetadata(m));
+      await this.o.invoke(serviceBusTriggerInput(m.body), serviceBusTriggerMetadata(m, this.namespace));
     } catch (e) {
       failure = e;
     }

@@ -1,0 +1,57 @@
+// Service Bus namespace (Standard: duplicate detection needs Standard or Premium) with the queues
+// of the pipeline: records, control (drain signals, polls) and jobs (webhook work). Senders set
+// deterministic MessageIds, so a re-send after a crash is dropped by duplicate detection.
+// Local auth (SAS keys) is off: the app and the operator connect with Entra identities.
+
+param name string
+param location string
+param tags object = {}
+
+@description('Queue names: SYNC_RECORDS_QUEUE, SYNC_CONTROL_QUEUE and the jobs queue.')
+param queueNames array
+
+// Deliveries before a message is dead-lettered. Keep equal to the default of SYNC_MAX_ATTEMPTS and
+// to host.json extensions.queues.maxDequeueCount (test/settings-consistency.test.ts checks).
+var maxDeliveryCount = 5
+
+// PT5M is the longest lock Service Bus allows. host.json has maxAutoLockRenewalDuration 00:05:00
+// and functionTimeout 00:10:00, which are being aligned in another change: an invocation that
+// outlives its lock (and its renewals) is delivered again, which the ledger makes harmless, but
+// keep functionTimeout <= maxAutoLockRenewalDuration + lockDuration when changing either.
+var lockDuration = 'PT5M'
+
+resource namespace 'Microsoft.ServiceBus/namespaces@2022-10-01-preview' = {
+  name: name
+  location: location
+  tags: tags
+  sku: {
+    name: 'Standard'
+    tier: 'Standard'
+  }
+  properties: {
+    disableLocalAuth: true
+    minimumTlsVersion: '1.2'
+  }
+}
+
+resource queues 'Microsoft.ServiceBus/namespaces/queues@2022-10-01-preview' = [
+  for queueName in queueNames: {
+    parent: namespace
+    name: queueName
+    properties: {
+      requiresDuplicateDetection: true
+      duplicateDetectionHistoryTimeWindow: 'PT10M'
+      maxDeliveryCount: maxDeliveryCount
+      lockDuration: lockDuration
+      deadLetteringOnMessageExpiration: true
+      defaultMessageTimeToLive: 'P14D'
+      requiresSession: false
+      enablePartitioning: false
+    }
+  }
+]
+
+output name string = namespace.name
+output id string = namespace.id
+output fullyQualifiedNamespace string = '${namespace.name}.servicebus.windows.net'
+output maxDeliveryCount int = maxDeliveryCount

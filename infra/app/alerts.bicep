@@ -34,7 +34,7 @@ resource applicationInsights 'Microsoft.Insights/components@2020-02-02' existing
   name: applicationInsightsName
 }
 
-resource serviceBus 'Microsoft.ServiceBus/namespaces@2022-10-01-preview' existing = {
+resource serviceBus 'Microsoft.ServiceBus/namespaces@2021-11-01' existing = {
   name: serviceBusNamespaceName
 }
 
@@ -232,8 +232,8 @@ resource healthTest 'Microsoft.Insights/webtests@2022-06-15' = if (enableAvailab
       ParseDependentRequests: false
       Headers: [
         {
-          HeaderFieldName: 'x-functions-key'
-          HeaderFieldValue: enableAvailabilityTest
+          key: 'x-functions-key'
+          value: enableAvailabilityTest
             ? listKeys('${functionApp.id}/host/default', '2024-04-01').functionKeys.default
             : ''
         }

@@ -20,7 +20,7 @@ var maxDeliveryCount = 5
 // keep functionTimeout <= maxAutoLockRenewalDuration + lockDuration when changing either.
 var lockDuration = 'PT5M'
 
-resource namespace 'Microsoft.ServiceBus/namespaces@2022-10-01-preview' = {
+resource namespace 'Microsoft.ServiceBus/namespaces@2021-11-01' = {
   name: name
   location: location
   tags: tags
@@ -30,11 +30,10 @@ resource namespace 'Microsoft.ServiceBus/namespaces@2022-10-01-preview' = {
   }
   properties: {
     disableLocalAuth: true
-    minimumTlsVersion: '1.2'
   }
 }
 
-resource queues 'Microsoft.ServiceBus/namespaces/queues@2022-10-01-preview' = [
+resource queues 'Microsoft.ServiceBus/namespaces/queues@2021-11-01' = [
   for queueName in queueNames: {
     parent: namespace
     name: queueName

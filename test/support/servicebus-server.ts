@@ -33,6 +33,11 @@ export interface ServiceBusServerOptions {
   defaultQueueOptions?: QueueOptions;
   /** `max_message_size` advertised on links (default 256 KiB, the Standard tier's limit). */
   maxMessageSizeBytes?: number;
+  /**
+   * Create a queue when a client first opens a link to it (default true). False answers a link to
+   * an unknown queue with `amqp:not-found`, as Service Bus does (the SDK's MessagingEntityNotFound).
+   */
+  autoCreateQueues?: boolean;
 }
 
 export interface InspectedMessage {
@@ -374,7 +379,19 @@ class ServiceBusServer implements ServiceBusTestServer {
     const l = this.echoTermini(ctx.receiver);
     const address = l.remote.attach?.target?.address ?? '';
     const parsed = parseAddress(address);
-    if (address !== '$cbs' && !parsed.management && parsed.sub === 'active') this.queue(parsed.queue);
+    if (address === '$cbs' || parsed.management) return;
+    if (this.refuseUnknown(ctx.receiver!, parsed.queue)) return;
+    if (parsed.sub === 'active') this.queue(parsed.queue);
+  }
+
+  /** Closes a link to a queue that does not exist when queues are not auto-created. */
+  private refuseUnknown(link: { close(error?: unknown): void }, queue: string): boolean {
+    if (this.options.autoCreateQueues !== false || this.queues.has(queue.toLowerCase())) return false;
+    link.close({
+      condition: 'amqp:not-found',
+      description: `The messaging entity 'sb://localhost/${queue}' could not be found.`,
+    });
+    return true;
   }
 
   /** The client opened a receiver: the server side is a sender (queue consumer or reply link). */
@@ -394,6 +411,7 @@ class ServiceBusServer implements ServiceBusTestServer {
     const address = l.remote.attach?.source?.address ?? '';
     const parsed = parseAddress(address);
     if (address === '$cbs' || parsed.management) return; // reply link
+    if (this.refuseUnknown(sender, parsed.queue)) return;
     this.queue(parsed.queue);
     const key = this.consumerKey(parsed.queue, parsed.sub);
     if (!this.consumers.has(key)) this.consumers.set(key, new Set());

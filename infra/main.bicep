@@ -1,7 +1,11 @@
-// syncbridge infrastructure for the Azure Developer CLI (azd up / azd provision).
-// Structure follows the azd Flex Consumption function templates (subscription scope, one
-// resource group, resourceToken-based names, `azd-service-name` tag), with plain resources in
-// local modules instead of registry modules.
+// syncbridge infrastructure for the Azure Developer CLI (`azd up` / `azd provision`).
+//
+// Layout of the azd Functions quickstarts (functions-quickstart-typescript-azd and its Service Bus
+// and OpenTelemetry variants): subscription scope, one resource group, resourceToken-based names,
+// the `azd-service-name: api` tag on the function app, one module per concern under app/, and
+// every role assignment in one place (app/rbac.bicep). The modules declare plain resources instead
+// of registry (AVM) modules so that the offline check in test/infra.test.ts can read every
+// property this deployment sets.
 targetScope = 'subscription'
 
 @minLength(1)
@@ -28,12 +32,35 @@ param flowfinityOnBehalfOf string
 param flowfinityUsername string
 
 @secure()
-@description('FLOWFINITY_PASSWORD: the Integration user password (stored in Key Vault).')
+@description('FLOWFINITY_PASSWORD: the Integration user password (`azd env set-secret FLOWFINITY_PASSWORD`); stored in Key Vault, referenced by the app.')
 param flowfinityPassword string
 
 @allowed(['20', '22'])
 @description('Node.js major version of the Flex Consumption runtime.')
 param nodeVersion string = '22'
+
+@description('Object id of the person (or pipeline) running azd. Gets the data roles the operator CLI needs.')
+param principalId string = deployer().objectId
+
+@allowed(['User', 'ServicePrincipal'])
+@description('Kind of principalId: User for a person, ServicePrincipal for a CI pipeline.')
+param principalType string = 'User'
+
+@description('Give principalId the data roles an operator needs (tables, queues, blobs, the cursor share, Service Bus send/receive, the Key Vault secrets). Set false for a production environment deployed by a pipeline.')
+param grantDeployerDataAccess bool = true
+
+@description('E-mail address that receives the alerts; empty = alerts show in the portal only.')
+param alertEmail string = ''
+
+@description('Create the availability test on /api/health. It needs a function key, which the function host can only mint once it runs: enable it after the first `azd up`.')
+param enableAvailabilityTest bool = false
+
+@description('Create an Azure Database for PostgreSQL Flexible Server (Entra authentication only) for the postgres target.')
+param enablePostgres bool = false
+
+@description('Minutes without a completed batch (while the source has newer records) before the stalled-flow alert fires: N schedule periods of SYNC_SCHEDULE.')
+@allowed([15, 30, 45, 60, 120, 180, 240, 300, 360, 1440])
+param stallWindowMinutes int = 30
 
 var abbrs = loadJsonContent('./abbreviations.json')
 var resourceToken = toLower(uniqueString(subscription().id, environmentName, location))
@@ -41,18 +68,26 @@ var tags = { 'azd-env-name': environmentName }
 var functionAppName = '${abbrs.webSitesFunctions}api-${resourceToken}'
 var deploymentContainerName = 'app-package-${take(functionAppName, 32)}-${take(resourceToken, 7)}'
 
-// Same names as the defaults of SYNC_RECORDS_QUEUE, SYNC_CONTROL_QUEUE and CURSOR_SHARE_NAME.
+// Same names as the defaults of SYNC_RECORDS_QUEUE, SYNC_CONTROL_QUEUE and CURSOR_SHARE_NAME; the
+// jobs queue carries the webhook flows' work.
 var recordsQueueName = 'sync-records'
 var controlQueueName = 'sync-control'
+var jobsQueueName = 'jobs'
 var cursorShareName = 'syncbridge'
 
-resource rg 'Microsoft.Resources/resourceGroups@2021-04-01' = {
+// Key Vault secret name of each secret app setting. Every secret the app reads is a Key Vault
+// reference (app/api.bicep); its value comes from a secure parameter.
+var secretNames = {
+  FLOWFINITY_PASSWORD: 'flowfinity-password'
+}
+
+resource rg 'Microsoft.Resources/resourceGroups@2024-03-01' = {
   name: '${abbrs.resourcesResourceGroups}${environmentName}'
   location: location
   tags: tags
 }
 
-module identity 'modules/identity.bicep' = {
+module identity 'app/identity.bicep' = {
   name: 'identity'
   scope: rg
   params: {
@@ -62,7 +97,7 @@ module identity 'modules/identity.bicep' = {
   }
 }
 
-module monitoring 'modules/monitoring.bicep' = {
+module monitoring 'app/monitoring.bicep' = {
   name: 'monitoring'
   scope: rg
   params: {
@@ -73,7 +108,7 @@ module monitoring 'modules/monitoring.bicep' = {
   }
 }
 
-module storage 'modules/storage.bicep' = {
+module storage 'app/storage.bicep' = {
   name: 'storage'
   scope: rg
   params: {
@@ -82,40 +117,67 @@ module storage 'modules/storage.bicep' = {
     tags: tags
     deploymentContainerName: deploymentContainerName
     cursorShareName: cursorShareName
-    principalId: identity.outputs.principalId
   }
 }
 
-module serviceBus 'modules/servicebus.bicep' = {
+module serviceBus 'app/servicebus.bicep' = {
   name: 'servicebus'
   scope: rg
   params: {
     name: '${abbrs.serviceBusNamespaces}${resourceToken}'
     location: location
     tags: tags
-    queueNames: [recordsQueueName, controlQueueName]
-    principalId: identity.outputs.principalId
+    queueNames: [recordsQueueName, controlQueueName, jobsQueueName]
   }
 }
 
-module keyVault 'modules/keyvault.bicep' = {
+module keyVault 'app/keyvault.bicep' = {
   name: 'keyvault'
   scope: rg
   params: {
     name: '${abbrs.keyVaultVaults}${resourceToken}'
     location: location
     tags: tags
-    secretName: 'flowfinity-password'
-    secretValue: flowfinityPassword
-    principalId: identity.outputs.principalId
+    secrets: {
+      '${secretNames.FLOWFINITY_PASSWORD}': flowfinityPassword
+    }
   }
 }
 
-// Uses outputs of storage, serviceBus and keyVault, so it deploys after their role assignments:
-// the identity can reach everything on the app's first start.
-module api 'modules/function-app.bicep' = {
+module postgres 'app/postgres.bicep' = if (enablePostgres) {
+  name: 'postgres'
+  scope: rg
+  params: {
+    name: '${abbrs.dBforPostgreSQLServers}${resourceToken}'
+    location: location
+    tags: tags
+    identityName: identity.outputs.name
+    identityPrincipalId: identity.outputs.principalId
+  }
+}
+
+// Every role assignment, for the app's identity and for the deploying user.
+module rbac 'app/rbac.bicep' = {
+  name: 'rbac'
+  scope: rg
+  params: {
+    storageAccountName: storage.outputs.name
+    serviceBusNamespaceName: serviceBus.outputs.name
+    keyVaultName: keyVault.outputs.name
+    secretNames: [for s in items(secretNames): s.value]
+    applicationInsightsName: monitoring.outputs.applicationInsightsName
+    managedIdentityPrincipalId: identity.outputs.principalId
+    userPrincipalId: principalId
+    userPrincipalType: principalType
+    grantUserDataAccess: grantDeployerDataAccess && !empty(principalId)
+  }
+}
+
+// Deploys after rbac, so the identity holds its roles when the app first starts.
+module api 'app/api.bicep' = {
   name: 'api'
   scope: rg
+  dependsOn: [rbac]
   params: {
     name: functionAppName
     location: location
@@ -125,7 +187,7 @@ module api 'modules/function-app.bicep' = {
     deploymentContainerName: deploymentContainerName
     identityId: identity.outputs.id
     identityClientId: identity.outputs.clientId
-    applicationInsightsConnectionString: monitoring.outputs.applicationInsightsConnectionString
+    applicationInsightsName: monitoring.outputs.applicationInsightsName
     serviceBusFullyQualifiedNamespace: serviceBus.outputs.fullyQualifiedNamespace
     recordsQueueName: recordsQueueName
     controlQueueName: controlQueueName
@@ -134,11 +196,42 @@ module api 'modules/function-app.bicep' = {
     flowfinityViewUrl: flowfinityViewUrl
     flowfinityOnBehalfOf: flowfinityOnBehalfOf
     flowfinityUsername: flowfinityUsername
-    flowfinityPasswordSecretUri: keyVault.outputs.secretUri
+    keyVaultUri: keyVault.outputs.uri
+    flowfinityPasswordSecretName: secretNames.FLOWFINITY_PASSWORD
     nodeVersion: nodeVersion
   }
 }
 
+module alerts 'app/alerts.bicep' = {
+  name: 'alerts'
+  scope: rg
+  params: {
+    location: location
+    tags: tags
+    resourceToken: resourceToken
+    applicationInsightsName: monitoring.outputs.applicationInsightsName
+    serviceBusNamespaceName: serviceBus.outputs.name
+    functionAppName: api.outputs.name
+    functionAppHostName: api.outputs.defaultHostName
+    alertEmail: alertEmail
+    enableAvailabilityTest: enableAvailabilityTest
+    stallWindowMinutes: stallWindowMinutes
+  }
+}
+
+module workbook 'app/workbook.bicep' = {
+  name: 'workbook'
+  scope: rg
+  params: {
+    location: location
+    tags: tags
+    applicationInsightsName: monitoring.outputs.applicationInsightsName
+    serviceBusNamespaceName: serviceBus.outputs.name
+  }
+}
+
+// azd writes these to .azure/<env>/.env. Those named after app settings are what the operator CLI
+// reads (`azd env get-values` + DefaultAzureCredential, see docs/drafts/deploy.md).
 output AZURE_LOCATION string = location
 output AZURE_TENANT_ID string = tenant().tenantId
 output AZURE_RESOURCE_GROUP string = rg.name
@@ -146,6 +239,18 @@ output AZURE_FUNCTION_APP_NAME string = api.outputs.name
 output SERVICE_API_NAME string = api.outputs.name
 output SERVICE_API_URI string = api.outputs.uri
 output AZURE_KEY_VAULT_NAME string = keyVault.outputs.name
+output AZURE_KEY_VAULT_URI string = keyVault.outputs.uri
 output AZURE_SERVICE_BUS_NAMESPACE string = serviceBus.outputs.name
 output AZURE_STORAGE_ACCOUNT_NAME string = storage.outputs.name
+output AZURE_USER_ASSIGNED_IDENTITY_CLIENT_ID string = identity.outputs.clientId
 output APPLICATIONINSIGHTS_CONNECTION_STRING string = monitoring.outputs.applicationInsightsConnectionString
+output AzureWebJobsStorage__accountName string = storage.outputs.name
+output ServiceBusConnection__fullyQualifiedNamespace string = serviceBus.outputs.fullyQualifiedNamespace
+output TRANSPORT string = 'servicebus'
+output CURSOR_STORE string = 'fileshare'
+output CURSOR_SHARE_NAME string = storage.outputs.cursorShareName
+output SYNC_RECORDS_QUEUE string = recordsQueueName
+output SYNC_CONTROL_QUEUE string = controlQueueName
+output SYNC_JOBS_QUEUE string = jobsQueueName
+output POSTGRES_HOST string = enablePostgres ? postgres.outputs.fullyQualifiedDomainName : ''
+output POSTGRES_DATABASE string = enablePostgres ? postgres.outputs.databaseName : ''

@@ -1,3 +1,4 @@
+#!/usr/bin/env node
 /**
  * syncbridge operator CLI. Reads the same settings as the app, from the environment or from a
  * local.settings.json-style file (`--settings FILE`, its "Values").

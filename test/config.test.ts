@@ -7,7 +7,8 @@ const valid = {
   FLOWFINITY_ON_BEHALF_OF: 'integration',
   FLOWFINITY_USERNAME: 'sync',
   FLOWFINITY_PASSWORD: 's3cret-value',
-  AzureWebJobsStorage: 'UseDevelopmentStorage=true',
+  AzureWebJobsStorage:
+    'DefaultEndpointsProtocol=https;AccountName=acme;AccountKey=a2V5;EndpointSuffix=core.windows.net',
   TRANSPORT: 'storagequeue',
 };
 
@@ -38,7 +39,7 @@ describe('configuration', () => {
       target: { kind: 'table', tableName: 'syncbridgerecords' },
     });
     expect(c.cursor).toMatchObject({ store: 'fileshare', shareName: 'syncbridge' });
-    expect(c.storage).toEqual({ kind: 'connectionString', connectionString: 'UseDevelopmentStorage=true' });
+    expect(c.storage).toEqual({ kind: 'connectionString', connectionString: valid.AzureWebJobsStorage });
   });
 
   it('reports one line per problem, naming the setting, and never echoes a secret', () => {
@@ -84,6 +85,26 @@ describe('configuration', () => {
     });
   });
 
+  it('says which setting is wrong when the file-share cursor would point at Azurite (it has no Azure Files)', () => {
+    expect(problemsOf({ ...valid, AzureWebJobsStorage: 'UseDevelopmentStorage=true' })).toEqual([
+      expect.stringMatching(
+        /^CURSOR_STORE=fileshare cannot use the connection string in AzureWebJobsStorage: .*Azurite.*CURSOR_STORE=blob/,
+      ),
+    ]);
+    expect(
+      problemsOf({ ...valid, AzureWebJobsStorage: 'UseDevelopmentStorage=true', CURSOR_STORE: 'blob' }),
+    ).toEqual([]);
+  });
+
+  it('validates schedules as the Functions host reads NCRONTAB', () => {
+    expect(problemsOf({ ...valid, SYNC_SCHEDULE: '0 0 12 L * *' })).toEqual([
+      expect.stringMatching(/^SYNC_SCHEDULE is invalid/),
+    ]);
+    expect(
+      problemsOf({ ...valid, Flows__x__ViewUrl: 'https://x/v', Flows__x__Schedule: '0 0 9 * * 1#2' }),
+    ).toEqual([expect.stringMatching(/^Flows__x__Schedule is invalid/)]);
+  });
+
   it('accepts managed identity for storage', () => {
     const env: Record<string, string> = { ...valid, AzureWebJobsStorage__accountName: 'syncstore01' };
     delete env.AzureWebJobsStorage;
@@ -119,7 +140,7 @@ describe('flows', () => {
     FLOWFINITY_ON_BEHALF_OF: 'integration',
     FLOWFINITY_USERNAME: 'sync',
     FLOWFINITY_PASSWORD: 's3cret-value',
-    AzureWebJobsStorage: 'UseDevelopmentStorage=true',
+    AzureWebJobsStorage: valid.AzureWebJobsStorage,
     TRANSPORT: 'storagequeue',
   };
 

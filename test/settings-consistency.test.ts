@@ -1,27 +1,31 @@
 /**
  * The settings in src/lib/config.ts are the single source of truth. This test checks that the
  * other places that name settings agree with them: local.settings.sample.json, the Bicep app
- * settings of the function app, the README's configuration table, host.json and the Service Bus
- * queues' delivery limit, and main.parameters.json.
+ * settings of the function app (infra/app/api.bicep, read with tree-sitter-bicep), the outputs and
+ * parameters of infra/main.bicep, the README's configuration table, host.json and the Service Bus
+ * queues' delivery limit.
  *
- * The Bicep files are read with regular expressions (no Bicep compiler is available), so they
- * must stay in a simple shape:
- * - The function app's settings are ONE `config` resource with `name: 'appsettings'` whose
- *   `properties: { ... }` is a flat object literal: one `NAME: value` per line, no nested
- *   objects, no `union()`/spreads, no settings coming from a parameter object.
- * - Quoted values in that block must not contain interpolations with nested quotes
- *   (`'${f('x')}'`): the brace matcher treats every `'...'` as an opaque string.
- * - A value is "literal" only when it is one quoted string without `${`; anything else is an
- *   expression whose value is unknown here.
- * - `//` starts a comment only at the start of a line or after whitespace (so `'https://...'`
- *   stays intact); block comments are not supported.
- * - `param name type [= default]` declarations sit on one line each.
+ * The function app's settings must stay ONE `config` resource named 'appsettings' whose
+ * `properties` is an object literal with literal setting names (no `union()`, no spreads). A value
+ * is "literal" when it is one quoted string without interpolation; anything else is an expression
+ * whose value is unknown here. Setting names are checked with isKnownSettingName
+ * (src/lib/config): a flat name of the schema, or `Flows__<flow>__<Key>` with a known
+ * per-flow key.
  */
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
-import { ConfigError, loadConfig, settings, type SettingDefinition } from '../src/lib/config';
+import {
+  ConfigError,
+  FLOW_SETTING_PATTERN,
+  flowSettings,
+  isKnownSettingName,
+  loadConfig,
+  settings,
+  type SettingDefinition,
+} from '../src/lib/config';
+import { appSettings as readAppSettings, literalString, readBicep } from './support/bicep';
 import {
   configDocMarkdown,
   configTableMarkdown,
@@ -60,7 +64,18 @@ const BICEP_PLATFORM_SETTINGS = new Set([
   'ServiceBusConnection__clientId',
   'AZURE_CLIENT_ID',
   'APPLICATIONINSIGHTS_CONNECTION_STRING',
+  'APPLICATIONINSIGHTS_AUTHENTICATION_STRING',
 ]);
+
+/**
+ * Settings of the schema that the Bicep leaves unset on purpose, with the reason. A setting that
+ * has no default and is not required must be set in the Bicep or listed here ("the reverse").
+ */
+const NOT_SET_IN_AZURE: Record<string, string> = {
+  AzureWebJobsStorage: 'a connection string: Azure uses AzureWebJobsStorage__accountName and the identity',
+  CURSOR_STORAGE_CONNECTION: 'a connection string: the cursor share is in the AzureWebJobsStorage account',
+  ServiceBusConnection: 'a connection string: Azure uses ServiceBusConnection__fullyQualifiedNamespace',
+};
 
 /** Flex Consumption rejects these app settings (the runtime comes from functionAppConfig). */
 const FLEX_FORBIDDEN_SETTINGS = [
@@ -73,28 +88,9 @@ const FLEX_FORBIDDEN_SETTINGS = [
 ];
 
 // ---------------------------------------------------------------------------------------------
-// Minimal Bicep reading (see the limits above).
 
 function stripComments(bicep: string): string {
   return bicep.replace(/(^|\s)\/\/.*$/gm, '$1');
-}
-
-/** Index just past the `}` that closes the `{` at `open`, skipping `'...'` strings. */
-function matchBrace(text: string, open: number): number {
-  let depth = 0;
-  let inString = false;
-  for (let i = open; i < text.length; i++) {
-    const c = text[i];
-    if (inString) {
-      if (c === '\\') i++;
-      else if (c === "'") inString = false;
-      continue;
-    }
-    if (c === "'") inString = true;
-    else if (c === '{') depth++;
-    else if (c === '}' && --depth === 0) return i + 1;
-  }
-  throw new Error(`unbalanced braces from offset ${open}`);
 }
 
 interface BicepAppSetting {
@@ -103,33 +99,6 @@ interface BicepAppSetting {
   expression: string;
   /** The string value when the expression is a plain quoted literal. */
   literal?: string;
-}
-
-function parseLiteral(expression: string): string | undefined {
-  const m = /^'((?:[^'\\$]|\\.|\$(?!\{))*)'$/.exec(expression);
-  return m ? m[1]!.replace(/\\(.)/g, '$1') : undefined;
-}
-
-function bicepAppSettings(bicep: string): BicepAppSetting[] {
-  const text = stripComments(bicep);
-  const at = text.search(/name:\s*'appsettings'/);
-  if (at < 0) throw new Error("no config resource with name: 'appsettings'");
-  const props = /properties:\s*\{/g;
-  props.lastIndex = at;
-  const m = props.exec(text);
-  if (!m) throw new Error("no properties: { after name: 'appsettings'");
-  const open = m.index + m[0].length - 1;
-  const body = text.slice(open + 1, matchBrace(text, open) - 1);
-  const result: BicepAppSetting[] = [];
-  for (const line of body.split('\n').map((l) => l.trim())) {
-    if (line === '') continue;
-    const kv = /^([A-Za-z_][A-Za-z0-9_]*|'[^']+')\s*:\s*(.+)$/.exec(line);
-    if (!kv) throw new Error(`unsupported line in the appsettings block (keep it flat): ${line}`);
-    const name = kv[1]!.replace(/^'|'$/g, '');
-    const expression = kv[2]!.trim();
-    result.push({ name, expression, literal: parseLiteral(expression) });
-  }
-  return result;
 }
 
 function bicepParams(bicep: string): Map<string, { type: string; hasDefault: boolean }> {
@@ -159,10 +128,12 @@ const sample = JSON.parse(read('local.settings.sample.json')) as {
 };
 const sampleValues = sample.Values as Record<string, string>;
 
-const functionAppBicep = read('infra/modules/function-app.bicep');
+const functionAppBicep = read('infra/app/api.bicep');
 const mainBicep = read('infra/main.bicep');
-const serviceBusBicep = read('infra/modules/servicebus.bicep');
-const appSettings = bicepAppSettings(functionAppBicep);
+const serviceBusBicep = read('infra/app/servicebus.bicep');
+const appSettings: BicepAppSetting[] = [
+  ...readAppSettings(readBicep(path.join(root, 'infra/app/api.bicep'))),
+].map(([name, node]) => ({ name, expression: node.text, literal: literalString(node) }));
 const appSetting = (name: string) => appSettings.find((s) => s.name === name);
 
 describe('local.settings.sample.json', () => {
@@ -214,7 +185,7 @@ describe('local.settings.sample.json', () => {
   });
 });
 
-describe('Bicep app settings (infra/modules/function-app.bicep)', () => {
+describe('Bicep app settings (infra/app/api.bicep)', () => {
   it('parses the appsettings block', () => {
     expect(appSettings.length).toBeGreaterThan(10);
     const dupes = appSettings.map((s) => s.name).filter((n, i, all) => all.indexOf(n) !== i);
@@ -224,9 +195,35 @@ describe('Bicep app settings (infra/modules/function-app.bicep)', () => {
   it('names only known settings or listed platform settings', () => {
     const unknown = appSettings
       .map((s) => s.name)
-      .filter((n) => !byName.has(n) && !BICEP_PLATFORM_SETTINGS.has(n));
+      .filter((n) => !isKnownSettingName(n) && !BICEP_PLATFORM_SETTINGS.has(n));
     expect(unknown).toEqual([]);
     for (const forbidden of FLEX_FORBIDDEN_SETTINGS) expect(appSetting(forbidden), forbidden).toBeUndefined();
+  });
+
+  it('knows per-flow settings by their key, whatever the flow (Flows__<flow>__<Key>)', () => {
+    expect(isKnownSettingName('SYNC_SCHEDULE')).toBe(true);
+    expect(isKnownSettingName('Flows__leads__ViewUrl')).toBe(true);
+    expect(isKnownSettingName('Flows__work-orders__Schedule')).toBe(true);
+    expect(isKnownSettingName('Flows__leads__Colour')).toBe(false);
+    expect(isKnownSettingName('Flows____ViewUrl')).toBe(false);
+    expect(isKnownSettingName('Flows__bad_name__ViewUrl')).toBe(false);
+    expect(isKnownSettingName('Flow__leads__ViewUrl')).toBe(false);
+  });
+
+  it('sets every schema setting that Azure needs: a default, a Bicep value, or a stated reason (the reverse)', () => {
+    const unset = defs.filter(
+      (d) => d.default === undefined && !appSetting(d.name) && !(d.name in NOT_SET_IN_AZURE),
+    );
+    expect(unset.map((d) => d.name)).toEqual([]);
+    for (const name of Object.keys(NOT_SET_IN_AZURE)) expect(byName.has(name), name).toBe(true);
+  });
+
+  it('uses Entra auth for Application Insights with the app identity', () => {
+    expect(appSetting('APPLICATIONINSIGHTS_AUTHENTICATION_STRING')?.expression).toBe(
+      "'ClientId=${identityClientId};Authorization=AAD'",
+    );
+    expect(read('infra/app/monitoring.bicep')).toMatch(/DisableLocalAuth:\s*true/);
+    expect(read('infra/app/rbac.bicep')).toMatch(/monitoringMetricsPublisher/);
   });
 
   it('sets every required setting and the Azure adapters with managed identity', () => {
@@ -240,12 +237,20 @@ describe('Bicep app settings (infra/modules/function-app.bicep)', () => {
     expect(appSetting('APPLICATIONINSIGHTS_CONNECTION_STRING')).toBeDefined();
   });
 
-  it('keeps secrets out: a Key Vault reference for the password, no connection strings', () => {
-    expect(appSetting('FLOWFINITY_PASSWORD')?.expression).toMatch(
-      /^'@Microsoft\.KeyVault\(SecretUri=\$\{\w+\}\)'$/,
-    );
-    for (const s of defs.filter((d) => d.secret && d.name !== 'FLOWFINITY_PASSWORD'))
-      expect(appSetting(s.name), `${s.name} must not be set: use managed identity`).toBeUndefined();
+  it('keeps secrets out: every secret setting is a Key Vault reference, no connection strings', () => {
+    const keyVaultReference = /^'@Microsoft\.KeyVault\(SecretUri=\$\{\w+\}secrets\/\$\{\w+\}\)'$/;
+    expect(appSetting('FLOWFINITY_PASSWORD')?.expression).toMatch(keyVaultReference);
+    const secretNames = new Set(defs.filter((d) => d.secret).map((d) => d.name));
+    for (const s of appSettings) {
+      const key = FLOW_SETTING_PATTERN.exec(s.name)?.[2]?.toLowerCase();
+      const secret =
+        secretNames.has(s.name) ||
+        (key !== undefined &&
+          flowSettings.some((d) => d.key.toLowerCase() === key && 'secret' in d && d.secret));
+      if (secret) expect(s.expression, `${s.name} must be a Key Vault reference`).toMatch(keyVaultReference);
+    }
+    for (const name of Object.keys(NOT_SET_IN_AZURE))
+      expect(appSetting(name), `${name} must not be set: use managed identity`).toBeUndefined();
   });
 
   it('uses literal values that the settings schemas accept', () => {
@@ -290,8 +295,9 @@ describe('Bicep app settings (infra/modules/function-app.bicep)', () => {
     );
     expect(vars.recordsQueueName).toBe(defaultOf('SYNC_RECORDS_QUEUE'));
     expect(vars.controlQueueName).toBe(defaultOf('SYNC_CONTROL_QUEUE'));
+    expect(vars.jobsQueueName).toBe('jobs');
     expect(vars.cursorShareName).toBe(defaultOf('CURSOR_SHARE_NAME'));
-    expect(mainBicep).toMatch(/queueNames:\s*\[recordsQueueName,\s*controlQueueName\]/);
+    expect(mainBicep).toMatch(/queueNames:\s*\[recordsQueueName,\s*controlQueueName,\s*jobsQueueName\]/);
     expect(mainBicep).toMatch(/^\s*recordsQueueName:\s*recordsQueueName\s*$/m);
     expect(mainBicep).toMatch(/^\s*controlQueueName:\s*controlQueueName\s*$/m);
   });
@@ -303,6 +309,34 @@ describe('Bicep app settings (infra/modules/function-app.bicep)', () => {
     expect(azureYaml).toMatch(/^\s+project:\s*\.\s*$/m);
     expect(azureYaml).toMatch(/^\s+language:\s*ts\s*$/m);
     expect(azureYaml).toMatch(/^\s+host:\s*function\s*$/m);
+    expect(azureYaml).toMatch(/^\s+remoteBuild:\s*true\s*$/m);
+  });
+});
+
+describe('infra/main.bicep outputs (what the operator CLI reads from `azd env get-values`)', () => {
+  const outputs = [...stripComments(mainBicep).matchAll(/^output\s+(\w+)\s+\w+\s*=/gm)].map((m) => m[1]!);
+  /** Outputs for names the schema does not have yet; the lead adds them with the flows that use them. */
+  const PENDING = new Set(['SYNC_JOBS_QUEUE', 'POSTGRES_HOST', 'POSTGRES_DATABASE']);
+
+  it('names every setting-like output after a known setting', () => {
+    const settingLike = outputs.filter((o) => !/^(AZURE_|SERVICE_|APPLICATIONINSIGHTS_)/.test(o));
+    expect(settingLike.filter((o) => !isKnownSettingName(o) && !PENDING.has(o))).toEqual([]);
+  });
+
+  it('gives the CLI the identity-based connections and the cursor location', () => {
+    for (const o of [
+      'AzureWebJobsStorage__accountName',
+      'ServiceBusConnection__fullyQualifiedNamespace',
+      'TRANSPORT',
+      'CURSOR_STORE',
+      'CURSOR_SHARE_NAME',
+      'SYNC_RECORDS_QUEUE',
+      'SYNC_CONTROL_QUEUE',
+      'AZURE_FUNCTION_APP_NAME',
+      'SERVICE_API_URI',
+      'AZURE_KEY_VAULT_NAME',
+    ])
+      expect(outputs, o).toContain(o);
   });
 });
 
@@ -321,6 +355,19 @@ describe('delivery limit', () => {
     expect(serviceBusBicep).toMatch(/requiresDuplicateDetection:\s*true/);
     expect(serviceBusBicep).toMatch(/duplicateDetectionHistoryTimeWindow:\s*'PT10M'/);
     expect(serviceBusBicep).toMatch(/name:\s*'Standard'/);
+    // A lock within the service's maximum (PT5M); the host renews it while an invocation runs,
+    // for longer than the function may run, so a running message is never delivered twice.
+    const lock = /^var lockDuration = 'PT(\d+)M'$/m.exec(serviceBusBicep);
+    expect(Number(lock?.[1])).toBeLessThanOrEqual(5);
+    const host = JSON.parse(read('host.json')) as {
+      functionTimeout: string;
+      extensions: { serviceBus: { maxAutoLockRenewalDuration: string } };
+    };
+    const ms = (t: string) => t.split(':').reduce((acc, x) => acc * 60 + Number(x), 0) * 1000;
+    expect(ms(host.extensions.serviceBus.maxAutoLockRenewalDuration)).toBeGreaterThan(
+      ms(host.functionTimeout),
+    );
+    expect(serviceBusBicep).toMatch(/lockDuration:\s*lockDuration/);
     // The app setting is wired to the same number, not typed twice.
     expect(mainBicep).toMatch(/maxAttempts:\s*serviceBus\.outputs\.maxDeliveryCount/);
     expect(appSetting('SYNC_MAX_ATTEMPTS')?.expression).toBe('string(maxAttempts)');
@@ -343,9 +390,14 @@ describe('main.parameters.json', () => {
 
   it('reads azd variables and settings by their setting names', () => {
     for (const [name, { value }] of Object.entries(parameters)) {
-      const vars = [...JSON.stringify(value).matchAll(/\$\{(\w+)\}/g)].map((m) => m[1]!);
+      const vars = [...JSON.stringify(value).matchAll(/\$\{(\w+)(=[^}]*)?\}/g)].map((m) => m[1]!);
       expect(vars.length, `${name} should come from an environment variable`).toBeGreaterThan(0);
-      for (const v of vars) expect(v.startsWith('AZURE_') || byName.has(v), `${name}: \${${v}}`).toBe(true);
+      // azd variables (AZURE_*), app settings by their names, and infra-only switches (SYNCBRIDGE_*).
+      for (const v of vars)
+        expect(
+          v.startsWith('AZURE_') || v.startsWith('SYNCBRIDGE_') || byName.has(v),
+          `${name}: \${${v}}`,
+        ).toBe(true);
     }
     expect(params.get('flowfinityPassword')?.type).toBe('string');
     expect(mainBicep).toMatch(/@secure\(\)\s*\n(@description\(.*\)\s*\n)?param flowfinityPassword string/);

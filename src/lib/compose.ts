@@ -16,7 +16,8 @@ import { ViewSyncFlow } from './flows/view-sync/flow';
 import type { CursorStore, TargetReader, TargetSystem, Transport, ViewSource } from './ports';
 import { blobServiceClient, queueServiceClient, tableClient } from './storage/clients';
 import { TableTarget } from './targets/table-target';
-import { ServiceBusTransport } from './transport/servicebus-transport';
+import { ensureQueues } from './transport/ensure-queues';
+import { createServiceBusClient, ServiceBusTransport } from './transport/servicebus-transport';
 import { StorageQueueTransport } from './transport/storage-queue-transport';
 
 export interface AppServices {
@@ -155,4 +156,37 @@ let shared: AppServices | undefined;
 export function getApp(): AppServices {
   shared ??= createApp(loadConfig());
   return shared;
+}
+
+/**
+ * Makes sure the app's queues exist before the triggers need them: storage queues are created,
+ * Service Bus queues (which infra creates with their properties) are checked, and a missing one
+ * is a ConfigError naming it and its setting.
+ */
+export async function ensureAppQueues(config: Config): Promise<void> {
+  const t = config.transport;
+  const queues = [
+    { name: t.recordsQueue, setting: 'SYNC_RECORDS_QUEUE' },
+    { name: t.controlQueue, setting: 'SYNC_CONTROL_QUEUE' },
+  ];
+  if (t.kind === 'storagequeue') {
+    await ensureQueues({
+      transport: 'storagequeue',
+      queues,
+      queueService: queueServiceClient(config.storage),
+    });
+    return;
+  }
+  if (!t.serviceBus) throw new Error('TRANSPORT=servicebus needs ServiceBusConnection');
+  const client = createServiceBusClient(t.serviceBus);
+  try {
+    await ensureQueues({
+      transport: 'servicebus',
+      queues,
+      client,
+      namespace: t.serviceBus.kind === 'identity' ? t.serviceBus.fullyQualifiedNamespace : undefined,
+    });
+  } finally {
+    await client.close();
+  }
 }

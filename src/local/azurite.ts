@@ -1,10 +1,18 @@
 /**
- * Starts Azurite (Blob, Queue, Table) from the `azurite` npm package as a child process, in
- * memory, without telemetry, on free loopback ports (or the ports given). Used by `npm start`
- * and by the tests; never relies on an Azurite left running.
+ * Starts Azurite (Blob, Queue, Table) from the `azurite` npm package as a child process, without
+ * telemetry, on free loopback ports (or the ports given). In memory by default; with `location`
+ * it keeps its state in that directory, so a restart resumes where the last run stopped (what
+ * `LOCAL_STATE_DIR` means for `npm start`). Used by `npm start` and by the tests; never relies on
+ * an Azurite left running.
+ *
+ * The child never outlives its parent: it runs behind a small watchdog that shuts Azurite down
+ * when its stdin pipe from the parent closes (the kernel closes it when the parent dies, even by
+ * SIGKILL) or when its parent process changes, so a killed `npm start` leaves no orphan holding
+ * the ports.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
+import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 
 export const AZURITE_ACCOUNT = 'devstoreaccount1';
@@ -13,6 +21,8 @@ export const AZURITE_KEY =
   'Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==';
 
 export interface AzuriteInstance {
+  /** Process id of the Azurite child. */
+  pid: number;
   blobPort: number;
   queuePort: number;
   tablePort: number;
@@ -27,7 +37,36 @@ export interface AzuriteOptions {
   /** Called with each line Azurite prints (startup lines are consumed here). */
   onOutput?: (line: string) => void;
   startTimeoutMs?: number;
+  /**
+   * Directory for Azurite's data (`--location`), created when missing; state survives restarts.
+   * Default: none, Azurite keeps everything in memory (`--inMemoryPersistence`).
+   */
+  location?: string;
 }
+
+/**
+ * Runs in the child before Azurite: `node -e WATCHDOG <azurite.js> <args...>`. When the parent
+ * goes away (stdin EOF, or a new parent pid after re-parenting), it sends itself SIGTERM so Azurite
+ * closes its servers (and flushes a `--location` store), then exits for sure 5 s later.
+ */
+const WATCHDOG = `
+const entry = process.argv[1];
+process.argv = [process.argv[0], entry, ...process.argv.slice(2)];
+const parent = process.ppid;
+let leaving = false;
+const leave = () => {
+  if (leaving) return;
+  leaving = true;
+  setTimeout(() => process.exit(0), 5000).unref();
+  process.kill(process.pid, 'SIGTERM');
+};
+process.stdin.on('end', leave);
+process.stdin.on('close', leave);
+process.stdin.on('error', leave);
+process.stdin.resume();
+setInterval(() => { if (process.ppid !== parent) leave(); }, 500).unref();
+require(entry);
+`;
 
 export function azuriteConnectionString(ports: {
   blobPort: number;
@@ -47,9 +86,15 @@ export function azuriteConnectionString(ports: {
 
 export async function startAzurite(options: AzuriteOptions = {}): Promise<AzuriteInstance> {
   const entry = path.join(path.dirname(require.resolve('azurite/package.json')), 'dist', 'src', 'azurite.js');
+  if (options.location) mkdirSync(options.location, { recursive: true });
+  const persistence = options.location
+    ? ['--location', path.resolve(options.location)]
+    : ['--inMemoryPersistence'];
   const args = [
+    '-e',
+    WATCHDOG,
     entry,
-    '--inMemoryPersistence',
+    ...persistence,
     '--disableTelemetry',
     '--skipApiVersionCheck',
     '--loose',
@@ -66,7 +111,9 @@ export async function startAzurite(options: AzuriteOptions = {}): Promise<Azurit
     '--tablePort',
     String(options.tablePort ?? 0),
   ];
-  const child: ChildProcess = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  // stdin is the watchdog's lifeline: a pipe whose write end only this process holds.
+  const child: ChildProcess = spawn(process.execPath, args, { stdio: ['pipe', 'pipe', 'pipe'] });
+  child.stdin?.on('error', () => undefined); // EPIPE once the child has gone
   const ports: Partial<Record<'Blob' | 'Queue' | 'Table', number>> = {};
   let output = '';
 
@@ -106,6 +153,7 @@ export async function startAzurite(options: AzuriteOptions = {}): Promise<Azurit
   await ready;
   const p = { blobPort: ports.Blob!, queuePort: ports.Queue!, tablePort: ports.Table! };
   return {
+    pid: child.pid!,
     ...p,
     connectionString: azuriteConnectionString(p),
     async stop() {

@@ -34,8 +34,12 @@ async function main(): Promise<void> {
   process.on('SIGTERM', onSignal);
 
   try {
-    console.log('starting Azurite (in memory, telemetry off)...');
-    const azurite = await startAzurite();
+    // LOCAL_STATE_DIR keeps Azurite's state on disk between runs (watch crash recovery locally).
+    const location = process.env.LOCAL_STATE_DIR || undefined;
+    console.log(
+      `starting Azurite (${location ? `state on disk in ${location}` : 'in memory'}, telemetry off)...`,
+    );
+    const azurite = await startAzurite({ location });
     stops.push(() => azurite.stop());
 
     // Two simulator views side by side, each its own flow, unless a real view is configured.

@@ -1,6 +1,6 @@
 /**
  * The Service Bus queue properties infra gives the app's queues, read from
- * `infra/modules/servicebus.bicep`, so that every test creates its queues on the Service Bus test
+ * `infra/app/servicebus.bicep`, so that every test creates its queues on the Service Bus test
  * server exactly as they exist in Azure (the test server creates nothing on demand).
  *
  * The reader is deliberately small: it takes the `properties: { ... }` block of the
@@ -13,7 +13,7 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import type { QueueOptions, ServiceBusTier } from './servicebus-server';
 
-const BICEP = path.join(__dirname, '..', '..', 'infra', 'modules', 'servicebus.bicep');
+const BICEP = path.join(__dirname, '..', '..', 'infra', 'app', 'servicebus.bicep');
 
 /** An ISO 8601 duration as ARM takes it (`P14D`, `PT5M`, `PT1H30M`, `PT0.5S`), in ms. */
 export function isoDurationMs(value: string): number {

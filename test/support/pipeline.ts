@@ -177,7 +177,7 @@ export class Pipeline {
       });
     };
     if (o.azure) {
-      // Queue properties as infra creates them (infra/modules/servicebus.bicep), with the max
+      // Queue properties as infra creates them (infra/app/servicebus.bicep), with the max
       // delivery count = SYNC_MAX_ATTEMPTS as infra wires it, and a 1-minute lock instead of
       // infra's 5 so that a lock lost to a crash expires within a test's patience.
       for (const q of [records, control])

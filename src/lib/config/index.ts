@@ -4,6 +4,7 @@
  * or invalid setting fails at start-up with one line per problem, each naming the setting;
  * secret values are never echoed.
  */
+import { assertFileShareCursorAvailable } from '../cursor/fileshare-availability';
 import { ConfigError } from '../errors';
 import {
   FLOW_SETTING_PATTERN,
@@ -229,6 +230,21 @@ export function loadConfig(env: Env = process.env) {
     files.set(f.cursorFile.toLowerCase(), f.name);
   }
 
+  if (v('CURSOR_STORE') === 'fileshare') {
+    const own = v('CURSOR_STORAGE_CONNECTION');
+    try {
+      assertFileShareCursorAvailable({
+        store: 'fileshare',
+        connectionString:
+          own ?? (storage?.kind === 'connectionString' ? storage.connectionString : undefined),
+        connectionSetting: own ? 'CURSOR_STORAGE_CONNECTION' : 'AzureWebJobsStorage',
+      });
+    } catch (e) {
+      if (!(e instanceof ConfigError)) throw e;
+      problems.push(...e.problems);
+    }
+  }
+
   if (problems.length > 0 || !storage) throw new ConfigError(problems);
 
   return {
@@ -294,3 +310,18 @@ export function registrationSettings(env: Env = process.env) {
 }
 
 export type RegistrationSettings = ReturnType<typeof registrationSettings>;
+
+/**
+ * True when the configuration reads a setting of this name: a shared setting, or
+ * `Flows__<flow>__<Key>` with a known per-flow key (the settings-consistency check of the Bicep
+ * app settings uses the same rule as loadConfig).
+ */
+export function isKnownSettingName(name: string): boolean {
+  if (defs.some((d) => d.name === name)) return true;
+  const m = FLOW_SETTING_PATTERN.exec(name);
+  return (
+    m !== null &&
+    flowName.safeParse(m[1]).success &&
+    flowSettings.some((d) => d.key.toLowerCase() === m[2]!.toLowerCase())
+  );
+}

@@ -10,6 +10,7 @@
  */
 import { z } from 'zod';
 import { cursorDirectorySchema, cursorFileNameSchema } from '../cursor/cursor-path';
+import { ncrontabSchema } from '../ncrontab';
 
 export interface SettingDefinition {
   name: string;
@@ -45,12 +46,6 @@ const queueName = z
   );
 const containerName = queueName;
 export const httpUrl = z.url({ protocol: /^https?$/, error: 'must be an http(s) URL' });
-
-/** NCRONTAB: six fields (seconds first), as the Functions timer trigger expects. */
-export const ncrontab = z
-  .string()
-  .trim()
-  .refine((s) => s.split(/\s+/).length === 6, 'must be an NCRONTAB expression with 6 fields (seconds first)');
 
 export const int = (min: number, max: number) =>
   z
@@ -109,7 +104,7 @@ export const settings = [
     name: 'SYNC_SCHEDULE',
     description: 'NCRONTAB schedule of the sync timer.',
     default: '0 */5 * * * *',
-    schema: ncrontab,
+    schema: ncrontabSchema,
   },
   {
     name: 'SYNC_MAX_BATCH',

@@ -1,10 +1,11 @@
 /**
  * Timer triggers with the Functions host's semantics: an NCRONTAB schedule (six fields, seconds
- * first) or a TimeSpan interval (`hh:mm:ss`), one run at a time per function (a tick that comes
+ * first; day-of-month AND day-of-week, no `L`/`#`: src/lib/ncrontab.ts) or a TimeSpan interval
+ * (`hh:mm:ss`), one run at a time per function (a tick that comes
  * while a run is still going is skipped, like the host's singleton lock), `runOnStartup`, and a
  * throwing run is logged, not fatal.
  */
-import { CronExpressionParser } from 'cron-parser';
+import { parseNcrontab } from '../../lib/ncrontab';
 import type { InvokeFn, TriggerDriver } from './driver';
 import { parseTimeSpanMs } from './host-json';
 
@@ -28,18 +29,10 @@ export function parseTimerSchedule(schedule: string, timeZone = 'UTC'): TimerSch
     if (intervalMs <= 0) throw new Error(`timer schedule "${schedule}" must be a positive interval`);
     return { nextAfter: (after) => new Date(after.getTime() + intervalMs) };
   }
-  const fields = expr.split(/\s+/);
-  if (fields.length !== 6)
-    throw new Error(
-      `timer schedule "${schedule}" must be an NCRONTAB expression with 6 fields (seconds first)`,
-    );
-  // Validate now, so a bad schedule fails start-up rather than the first tick.
-  CronExpressionParser.parse(expr, { currentDate: new Date(), tz: timeZone });
-  return {
-    nextAfter(after) {
-      return CronExpressionParser.parse(expr, { currentDate: after, tz: timeZone }).next().toDate();
-    },
-  };
+  // Validated now, so a bad schedule fails start-up rather than the first tick.
+  const ncrontab = parseNcrontab(expr);
+  ncrontab.nextAfter(new Date(), timeZone); // and its time zone (WEBSITE_TIME_ZONE)
+  return { nextAfter: (after) => ncrontab.nextAfter(after, timeZone) };
 }
 
 export interface TimerDriverOptions {

@@ -1,13 +1,13 @@
 // The syncbridge function app on the Flex Consumption plan (FC1, Linux), Node.js runtime, with a
-// user-assigned managed identity for host storage, the cursor file share, Service Bus, Key Vault
-// and the app's own SDK clients (DefaultAzureCredential picks the identity from AZURE_CLIENT_ID).
+// user-assigned managed identity for host storage, the cursor file share, Service Bus, Key Vault,
+// Application Insights and the app's own SDK clients (DefaultAzureCredential picks the identity
+// from AZURE_CLIENT_ID).
 //
-// The app settings below are the app's configuration by the exact names in `settings`
-// (src/lib/config.ts), plus the platform settings listed in test/settings-consistency.test.ts.
-// Keep the `appsettings` block a flat object literal, one `NAME: value` per line: the test reads
-// it with regular expressions. Flex Consumption rejects FUNCTIONS_WORKER_RUNTIME,
-// FUNCTIONS_EXTENSION_VERSION and WEBSITE_* deployment settings: the runtime is set in
-// functionAppConfig instead.
+// The app settings are the app's configuration by the exact names of src/lib/config.ts, plus the
+// platform settings listed in test/settings-consistency.test.ts, which checks both directions.
+// Keep the `appsettings` block a flat object literal, one `NAME: value` per line. Flex Consumption
+// rejects FUNCTIONS_WORKER_RUNTIME, FUNCTIONS_EXTENSION_VERSION and WEBSITE_* deployment
+// settings: the runtime is set in functionAppConfig instead.
 
 param name string
 param location string
@@ -23,7 +23,7 @@ param identityId string
 @description('Client id of the user-assigned identity.')
 param identityClientId string
 
-param applicationInsightsConnectionString string
+param applicationInsightsName string
 @description('Service Bus namespace host, e.g. sb-xyz.servicebus.windows.net.')
 param serviceBusFullyQualifiedNamespace string
 param recordsQueueName string
@@ -35,11 +35,13 @@ param maxAttempts int
 param flowfinityViewUrl string
 param flowfinityOnBehalfOf string
 param flowfinityUsername string
-@description('Versionless Key Vault secret URI of the Flowfinity password.')
-param flowfinityPasswordSecretUri string
+@description('https://<vault>.vault.azure.net/')
+param keyVaultUri string
+param flowfinityPasswordSecretName string
 
 @allowed(['20', '22'])
 param nodeVersion string = '22'
+@allowed([512, 2048, 4096])
 param instanceMemoryMB int = 2048
 param maximumInstanceCount int = 40
 
@@ -47,7 +49,11 @@ resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' existing = {
   name: storageAccountName
 }
 
-resource plan 'Microsoft.Web/serverfarms@2023-12-01' = {
+resource applicationInsights 'Microsoft.Insights/components@2020-02-02' existing = {
+  name: applicationInsightsName
+}
+
+resource plan 'Microsoft.Web/serverfarms@2024-04-01' = {
   name: planName
   location: location
   tags: tags
@@ -61,7 +67,7 @@ resource plan 'Microsoft.Web/serverfarms@2023-12-01' = {
   }
 }
 
-resource functionApp 'Microsoft.Web/sites@2023-12-01' = {
+resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
   name: name
   location: location
   tags: union(tags, { 'azd-service-name': 'api' })
@@ -114,13 +120,15 @@ resource functionApp 'Microsoft.Web/sites@2023-12-01' = {
       ServiceBusConnection__credential: 'managedidentity'
       ServiceBusConnection__clientId: identityClientId
       AZURE_CLIENT_ID: identityClientId
-      APPLICATIONINSIGHTS_CONNECTION_STRING: applicationInsightsConnectionString
-      // Flowfinity view (source).
+      // Application Insights with Entra auth only (local auth is off on the resource).
+      APPLICATIONINSIGHTS_CONNECTION_STRING: applicationInsights.properties.ConnectionString
+      APPLICATIONINSIGHTS_AUTHENTICATION_STRING: 'ClientId=${identityClientId};Authorization=AAD'
+      // Flowfinity view (source); the password is a Key Vault reference.
       FLOWFINITY_VIEW_URL: flowfinityViewUrl
       FLOWFINITY_ON_BEHALF_OF: flowfinityOnBehalfOf
       FLOWFINITY_USERNAME: flowfinityUsername
-      FLOWFINITY_PASSWORD: '@Microsoft.KeyVault(SecretUri=${flowfinityPasswordSecretUri})'
-      // Adapters and resources created by this template (the card's defaults, stated explicitly).
+      FLOWFINITY_PASSWORD: '@Microsoft.KeyVault(SecretUri=${keyVaultUri}secrets/${flowfinityPasswordSecretName})'
+      // Adapters and resources created by this template (the defaults, stated explicitly).
       TRANSPORT: 'servicebus'
       CURSOR_STORE: 'fileshare'
       CURSOR_SHARE_NAME: cursorShareName
@@ -132,4 +140,6 @@ resource functionApp 'Microsoft.Web/sites@2023-12-01' = {
 }
 
 output name string = functionApp.name
+output id string = functionApp.id
+output defaultHostName string = functionApp.properties.defaultHostName
 output uri string = 'https://${functionApp.properties.defaultHostName}'

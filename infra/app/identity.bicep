@@ -1,6 +1,6 @@
 // User-assigned managed identity of the function app. It exists before the app, so every role
-// assignment below is in place when the app first starts (a system-assigned identity would only
-// exist once the app does, and the first start would race its own role assignments).
+// assignment (app/rbac.bicep) is in place when the app first starts (a system-assigned identity
+// would only exist once the app does, and the first start would race its own role assignments).
 
 param name string
 param location string

@@ -110,7 +110,8 @@ export class PostgresTarget implements TargetSystem, TargetReader {
   readonly pool: pg.Pool;
   private readonly schema: string;
   private readonly table: string;
-  private readonly qualified: string;
+  /** `"schema"."table"`, quoted, for SQL and messages. */
+  readonly qualifiedTable: string;
   private readonly upsertSql: string;
   private readonly token?: EntraToken;
   private ready?: Promise<void>;
@@ -118,8 +119,8 @@ export class PostgresTarget implements TargetSystem, TargetReader {
   constructor(private readonly o: PostgresTargetOptions) {
     this.schema = o.schema ?? 'public';
     this.table = o.table;
-    this.qualified = `${quoteIdentifier(this.schema, 'schema')}.${quoteIdentifier(o.table, 'table')}`;
-    const t = this.qualified;
+    this.qualifiedTable = `${quoteIdentifier(this.schema, 'schema')}.${quoteIdentifier(o.table, 'table')}`;
+    const t = this.qualifiedTable;
     this.upsertSql =
       `INSERT INTO ${t} AS t (key, version, deleted, data) VALUES ($1, $2::numeric, $3, $4::jsonb) ` +
       `ON CONFLICT (key) DO UPDATE SET version = excluded.version, deleted = excluded.deleted, ` +
@@ -196,7 +197,7 @@ export class PostgresTarget implements TargetSystem, TargetReader {
           deleted: boolean;
           data: Record<string, unknown> | null;
         }>(
-          `SELECT key, version::text AS version, deleted, data FROM ${this.qualified} ` +
+          `SELECT key, version::text AS version, deleted, data FROM ${this.qualifiedTable} ` +
             `WHERE key > $1 ORDER BY key LIMIT 500`,
           [after],
         );
@@ -219,12 +220,12 @@ export class PostgresTarget implements TargetSystem, TargetReader {
   describe(): string {
     const c = this.o.connection;
     if (c.kind === 'entra')
-      return `postgres ${c.host}/${c.database} ${this.qualified} (Entra ID as ${c.user})`;
+      return `postgres ${c.host}/${c.database} ${this.qualifiedTable} (Entra ID as ${c.user})`;
     try {
       const u = new URL(c.connectionString);
-      return `postgres ${u.hostname}${u.port ? `:${u.port}` : ''}${u.pathname} ${this.qualified}`;
+      return `postgres ${u.hostname}${u.port ? `:${u.port}` : ''}${u.pathname} ${this.qualifiedTable}`;
     } catch {
-      return `postgres ${this.qualified}`;
+      return `postgres ${this.qualifiedTable}`;
     }
   }
 
@@ -232,7 +233,7 @@ export class PostgresTarget implements TargetSystem, TargetReader {
     try {
       if (this.o.createTable ?? true) {
         const exists = await this.pool.query<{ t: string | null }>('SELECT to_regclass($1)::text AS t', [
-          this.qualified,
+          this.qualifiedTable,
         ]);
         // Only when absent: CREATE needs privileges that a user with a managed schema may not grant.
         if (exists.rows[0]?.t == null) {
@@ -252,15 +253,15 @@ export class PostgresTarget implements TargetSystem, TargetReader {
       );
       if (cols.rows.length === 0)
         throw new ConfigError(
-          `postgres target: table ${this.qualified} does not exist (see the DDL in the README)`,
+          `postgres target: table ${this.qualifiedTable} does not exist (see the DDL in the README)`,
         );
       const have = new Map(cols.rows.map((r) => [r.column_name, r.data_type]));
       const problems = Object.entries(REQUIRED_COLUMNS)
         .filter(([name, type]) => have.get(name) !== type)
         .map(([name, type]) =>
           have.has(name)
-            ? `postgres target: column ${this.qualified}.${name} is ${have.get(name)}, expected ${type}`
-            : `postgres target: table ${this.qualified} has no column ${name} ${type}`,
+            ? `postgres target: column ${this.qualifiedTable}.${name} is ${have.get(name)}, expected ${type}`
+            : `postgres target: table ${this.qualifiedTable} has no column ${name} ${type}`,
         );
       if (problems.length) throw new ConfigError(problems);
     } catch (e) {
@@ -277,8 +278,12 @@ export class PostgresTarget implements TargetSystem, TargetReader {
     if (state) {
       const cls = state.slice(0, 2);
       if (cls === '22' || cls === '23') return new PermanentError(text, { ...o, code: 'target_refused' });
-      if (cls === '28')
+      if (cls === '28') {
+        // An Entra token can be refused before its expiry (revoked, role re-created): the
+        // next connection asks the credential again instead of reusing it.
+        this.token?.invalidate();
         return new ConfigError(`${text}; check the target's PostgreSQL credentials (or the Entra role)`, o);
+      }
       if (cls === '42' || cls === '3D' || cls === '3F')
         return new ConfigError(`${text}; check the target's schema, table and privileges`, o);
       // 08 connection, 40 serialization/deadlock, 53 resources, 55 lock, 57 shutdown/cancel, 58 I/O

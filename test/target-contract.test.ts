@@ -7,17 +7,18 @@
  * Each test gets a fresh, empty location. `list()` reads back what the target holds; for
  * postgres it is a raw SELECT, compared exactly with what was sent.
  */
-import { randomBytes } from 'node:crypto';
-import { TableClient } from '@azure/data-tables';
-import pg from 'pg';
+import { isDeepStrictEqual } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { StoredTargetRecord, TargetRecord, TargetSystem } from '../src/lib/ports';
-import { HttpTarget } from '../src/lib/targets/http-target';
-import { PostgresTarget } from '../src/lib/targets/postgres-target';
-import { TableTarget } from '../src/lib/targets/table-target';
 import { startAzurite, type AzuriteInstance } from '../src/local/azurite';
-import { startRecordsApiSimulator, type RecordsApiSimulator } from '../src/local/records-api-simulator';
-import { startPostgres, type PostgresInstance } from './support/postgres';
+import {
+  startTargetEnvironment,
+  targetKinds,
+  type CreateTargetOptions,
+  type TargetEnvironment,
+  type TargetKind,
+  type TestTarget,
+} from './support/targets';
 
 interface TargetLocation {
   target: TargetSystem;
@@ -52,7 +53,12 @@ function shuffled<T>(xs: T[], seed = 7): T[] {
   return out;
 }
 
-function targetContract(name: string, fresh: () => Promise<TargetLocation>) {
+interface Quirks {
+  /** Azurite's Table service splits UTF-8 characters at 64 KiB request chunks (Azure/Azurite#2670). */
+  azuriteUtf8Chunks?: boolean;
+}
+
+function targetContract(name: string, fresh: () => Promise<TargetLocation>, quirks: Quirks = {}) {
   describe(`${name}: TargetSystem contract`, () => {
     it('creates a record and lists exactly what was written', async () => {
       const { target, list } = await fresh();
@@ -152,104 +158,62 @@ function targetContract(name: string, fresh: () => Promise<TargetLocation>) {
 
     it('keeps large data intact', async () => {
       const { target, list } = await fresh();
+      // Azurite's Table service corrupts a multi-byte character that straddles a 64 KiB chunk of
+      // the request body (Azure/Azurite#2670; real Azure is not affected): there, the large text
+      // is ASCII and the non-ASCII text stays small.
+      const unit = quirks.azuriteUtf8Chunks ? 'Unicode ok ' : 'Ünïcødé ✓ ';
       const big = {
-        text: 'Ünïcødé ✓ '.repeat(15_000), // 150 000 characters
+        text: unit.repeat(15_000), // 150 000 characters
+        small: 'Zoë ✓ 🚀',
         rows: Array.from({ length: 500 }, (_, i) => ({ i, name: `row ${i}`, ok: i % 2 === 0 })),
       };
       expect(await target.apply(rec('big', 1n, big))).toBe('applied');
-      expect(await list()).toEqual([rec('big', 1n, big)]);
+      const got = await list();
+      // A boolean, not toEqual: a diff of 150 000 characters helps nobody.
+      expect(
+        isDeepStrictEqual(got, [rec('big', 1n, big)]),
+        'the stored large record differs from the one sent',
+      ).toBe(true);
     });
   });
 }
 
 let azurite: AzuriteInstance;
-let postgres: PostgresInstance;
-const sims: RecordsApiSimulator[] = [];
-const cleanups: (() => Promise<void>)[] = [];
+const envs = new Map<TargetKind, TargetEnvironment>();
+const created: TestTarget[] = [];
 
 beforeAll(async () => {
-  [azurite, postgres] = await Promise.all([startAzurite(), startPostgres()]);
+  azurite = await startAzurite();
+  await Promise.all(
+    targetKinds.map(async (kind) =>
+      envs.set(
+        kind,
+        await startTargetEnvironment(kind, { azuriteConnectionString: azurite.connectionString }),
+      ),
+    ),
+  );
 }, 90_000);
 
 afterAll(async () => {
-  for (const c of cleanups) await c().catch(() => {});
-  await Promise.all(sims.map((s) => s.close()));
-  await Promise.all([azurite?.stop(), postgres?.stop()]);
+  await Promise.all(created.map((t) => t.close().catch(() => {})));
+  await Promise.all([...envs.values()].map((e) => e.stop()));
+  await azurite?.stop();
 });
 
-const uniq = () => randomBytes(4).toString('hex');
-
-targetContract('table (Azurite)', async () => {
-  const target = new TableTarget(
-    TableClient.fromConnectionString(azurite.connectionString, `contract${uniq()}`, {
-      allowInsecureConnection: true,
-    }),
-  );
-  await target.ensureReady();
-  return {
-    target,
-    list: async () => {
-      const out: StoredTargetRecord[] = [];
-      for await (const r of target.list()) out.push(r);
-      return sorted(out);
-    },
-  };
-});
-
-for (const variant of [
-  { label: 'PUT, tombstone deletes', method: 'PUT', deleteMode: 'tombstone' },
-  { label: 'POST, DELETE deletes', method: 'POST', deleteMode: 'delete' },
-] as const) {
-  targetContract(`http (${variant.label}, versionChecked simulator API)`, async () => {
-    const sim = await startRecordsApiSimulator({ mode: 'versionChecked' });
-    sims.push(sim);
-    const target = new HttpTarget({
-      urlTemplate: sim.urlTemplate,
-      method: variant.method,
-      deleteMode: variant.deleteMode,
-      connections: 8,
-    });
-    cleanups.push(() => target.close());
-    return {
-      target,
-      list: async () =>
-        sim
-          .records()
-          .map((r) => ({ key: r.key, version: BigInt(r.version), deleted: r.deleted, data: r.data })),
-    };
-  });
+/** A fresh target of a kind; `list` reads it back (postgres: a raw SELECT, not the target's own list()). */
+async function location(kind: TargetKind, o?: CreateTargetOptions): Promise<TargetLocation> {
+  const target = await envs.get(kind)!.create(o);
+  created.push(target);
+  return { target, list: () => target.rows() };
 }
 
-targetContract('postgres (embedded PostgreSQL 18)', async () => {
-  const table = `contract_${uniq()}`;
-  const target = new PostgresTarget({
-    connection: { kind: 'connectionString', connectionString: postgres.connectionString },
-    table,
-    poolSize: 8,
-  });
-  cleanups.push(() => target.close());
-  await target.ensureReady();
-  return {
-    target,
-    // A raw SELECT, not the target's own list(): what reports and applications will read.
-    list: async () => {
-      const c = new pg.Client({ connectionString: postgres.connectionString });
-      await c.connect();
-      try {
-        const r = await c.query<{ key: string; version: string; deleted: boolean; data: string }>(
-          `SELECT key, version::text AS version, deleted, data::text AS data FROM public."${table}" ORDER BY key COLLATE "C"`,
-        );
-        return sorted(
-          r.rows.map((row) => ({
-            key: row.key,
-            version: BigInt(row.version),
-            deleted: row.deleted,
-            data: JSON.parse(row.data) as Record<string, unknown>,
-          })),
-        );
-      } finally {
-        await c.end();
-      }
-    },
-  };
-});
+targetContract('table (Azurite)', () => location('table'), { azuriteUtf8Chunks: true });
+targetContract('http (PUT, tombstone deletes, versionChecked simulator API)', () =>
+  location('http', { http: { method: 'PUT', deleteMode: 'tombstone', connections: 8 } }),
+);
+targetContract('http (POST, DELETE deletes, versionChecked simulator API)', () =>
+  location('http', { http: { method: 'POST', deleteMode: 'delete', connections: 8 } }),
+);
+targetContract('postgres (embedded PostgreSQL 18, read back with SELECT)', () =>
+  location('postgres', { postgres: { poolSize: 8 } }),
+);

@@ -369,8 +369,8 @@ class TokenRefused extends Error {
   }
 }
 
-/** Checks the options; returns the template without its query, for messages. */
-function validateOptions(o: HttpTargetOptions): string {
+/** What is wrong with the options, one line each (empty: nothing). */
+export function httpTargetOptionProblems(o: HttpTargetOptions): string[] {
   const problems: string[] = [];
   for (const [, name] of o.urlTemplate.matchAll(/\{(\w*)\}/g))
     if (!(PLACEHOLDERS as readonly string[]).includes(name!))
@@ -401,6 +401,12 @@ function validateOptions(o: HttpTargetOptions): string {
     ['connections', o.connections],
   ] as const)
     if (v !== undefined && !(Number.isInteger(v) && v >= 1)) problems.push(`${k} must be a positive integer`);
+  return problems;
+}
+
+/** Checks the options; returns the template without its query, for messages. */
+function validateOptions(o: HttpTargetOptions): string {
+  const problems = httpTargetOptionProblems(o);
   if (problems.length) throw new ConfigError(problems.map((p) => `http target: ${p}`));
   // The template's text up to its query: placeholders stay readable, a code in the query is left out.
   return o.urlTemplate.split(/[?#]/)[0]!;

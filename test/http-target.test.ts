@@ -117,6 +117,21 @@ describe('the request', () => {
   });
 });
 
+describe('collection URL', () => {
+  it('POSTs to a URL without placeholders; the key travels in the body', async () => {
+    const { sim } = await setup();
+    const collection = new HttpTarget({ urlTemplate: `${sim.url}/records`, method: 'POST' });
+    open.push(collection);
+    expect(await collection.apply(rec('a/b', 3n, { x: 1 }))).toBe('applied');
+    expect(await collection.apply(rec('a/b', 2n, { x: 0 }))).toBe('skipped');
+    expect(sim.requests.map((r) => `${r.method} ${r.path} ${r.status}`)).toEqual([
+      'POST /records 201',
+      'POST /records 409',
+    ]);
+    expect(sim.get('leads|a/b')).toMatchObject({ version: '3', data: { x: 1 } });
+  });
+});
+
 describe('failures', () => {
   it('retries 5xx with backoff and then applies', async () => {
     const { sim, target } = await setup();

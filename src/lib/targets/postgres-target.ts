@@ -32,7 +32,7 @@ import { EntraToken } from './entra-token';
 export const POSTGRES_ENTRA_SCOPE = 'https://ossrdbms-aad.database.windows.net/.default';
 
 export type PostgresConnection =
-  /** `postgres://user:password@host:5432/db?sslmode=require` (a secret). */
+  /** `postgres://user:password@host:5432/db?sslmode=verify-full` (a secret). */
   | { kind: 'connectionString'; connectionString: string }
   /** Entra ID: `user` is the Entra principal's name as a database role (e.g. the managed identity's name). */
   | {

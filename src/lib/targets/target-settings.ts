@@ -73,7 +73,7 @@ export const targetSettingDefinitions = [
   {
     name: 'TARGET_PG_CONNECTION',
     secret: true,
-    description: 'postgres: connection string `postgres://user:password@host:5432/db?sslmode=require`.',
+    description: 'postgres: connection string `postgres://user:password@host:5432/db?sslmode=verify-full`.',
   },
   {
     name: 'TARGET_PG_HOST',

@@ -198,6 +198,9 @@ module api 'app/api.bicep' = {
     flowfinityUsername: flowfinityUsername
     keyVaultUri: keyVault.outputs.uri
     flowfinityPasswordSecretName: secretNames.FLOWFINITY_PASSWORD
+    postgresHost: enablePostgres ? postgres.outputs.fullyQualifiedDomainName : ''
+    postgresDatabase: enablePostgres ? postgres.outputs.databaseName : ''
+    postgresUser: enablePostgres ? identity.outputs.name : ''
     nodeVersion: nodeVersion
   }
 }
@@ -252,5 +255,5 @@ output CURSOR_SHARE_NAME string = storage.outputs.cursorShareName
 output SYNC_RECORDS_QUEUE string = recordsQueueName
 output SYNC_CONTROL_QUEUE string = controlQueueName
 output SYNC_JOBS_QUEUE string = jobsQueueName
-output POSTGRES_HOST string = enablePostgres ? postgres.outputs.fullyQualifiedDomainName : ''
-output POSTGRES_DATABASE string = enablePostgres ? postgres.outputs.databaseName : ''
+output TARGET_PG_HOST string = enablePostgres ? postgres.outputs.fullyQualifiedDomainName : ''
+output TARGET_PG_DATABASE string = enablePostgres ? postgres.outputs.databaseName : ''

@@ -209,6 +209,43 @@ describe('flows', () => {
     expect(problems).toHaveLength(6);
   });
 
+  it('gives each flow its own target, by its own settings or the shared TARGET_* ones', () => {
+    const c = loadConfig({
+      ...valid,
+      TARGET: 'postgres',
+      TARGET_PG_CONNECTION: 'postgres://app:pw@db.example.com:5432/sync',
+      Flows__orders__ViewUrl: 'https://x/o',
+      Flows__orders__Target: 'http',
+      Flows__orders__TargetHttpUrl: 'https://api.example.com/orders/{id}',
+      Flows__orders__TargetHttpSecret: 'api-key-value',
+      Flows__orders__TargetHttpAuthHeader: 'x-api-key',
+    });
+    const byName = Object.fromEntries(c.flows.map((f) => [f.name, f]));
+    expect(byName.default!.target).toMatchObject({ kind: 'postgres', options: { table: 'default' } });
+    expect(byName.orders!.target).toMatchObject({
+      kind: 'http',
+      auth: { kind: 'header', header: 'x-api-key', secret: 'api-key-value' },
+      options: { urlTemplate: 'https://api.example.com/orders/{id}' },
+    });
+    const problems = problemsOf({
+      ...valid,
+      Flows__orders__ViewUrl: 'https://x/o',
+      Flows__orders__Target: 'http',
+    });
+    expect(problems).toEqual([expect.stringMatching(/^TARGET_HTTP_URL: required when TARGET is http/)]);
+    expect(
+      problemsOf({
+        ...valid,
+        Flows__orders__ViewUrl: 'https://x/o',
+        Flows__orders__Target: 'http',
+        Flows__orders__TargetHttpUrl: 'https://api.example.com/{id}',
+        Flows__orders__TargetHttpSecret: '@Microsoft.KeyVault(SecretUri=https://kv/secrets/k)',
+      }),
+    ).toEqual([
+      expect.stringMatching(/^Flows__orders__TargetHttpSecret is an unresolved Key Vault reference/),
+    ]);
+  });
+
   it('detects a Key Vault reference that did not resolve, without echoing it', () => {
     const problems = problemsOf({
       ...valid,

@@ -39,6 +39,12 @@ param flowfinityUsername string
 param keyVaultUri string
 param flowfinityPasswordSecretName string
 
+@description('PostgreSQL server host when the optional server was created (the postgres target); empty = the table target.')
+param postgresHost string = ''
+param postgresDatabase string = ''
+@description('The PostgreSQL user the app logs in as with its Entra token: the identity name.')
+param postgresUser string = ''
+
 @allowed(['20', '22'])
 param nodeVersion string = '22'
 @allowed([512, 2048, 4096])
@@ -135,6 +141,11 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
       SYNC_RECORDS_QUEUE: recordsQueueName
       SYNC_CONTROL_QUEUE: controlQueueName
       SYNC_MAX_ATTEMPTS: string(maxAttempts)
+      // Target: the optional PostgreSQL server (Entra ID, no password) when created, else Table storage.
+      TARGET: empty(postgresHost) ? 'table' : 'postgres'
+      TARGET_PG_HOST: postgresHost
+      TARGET_PG_DATABASE: postgresDatabase
+      TARGET_PG_USER: postgresUser
     }
   }
 }

@@ -14,11 +14,18 @@ import { noFaults, type Faults } from './faults';
 import { FlowfinityViewClient } from './flowfinity/view-client';
 import { ViewSyncFlow } from './flows/view-sync/flow';
 import type { CursorStore, TargetReader, TargetSystem, Transport, ViewSource } from './ports';
-import { blobServiceClient, queueServiceClient, tableClient } from './storage/clients';
+import { azureCredential, blobServiceClient, queueServiceClient, tableClient } from './storage/clients';
+import { createTarget } from './targets/target-settings';
 import { TableTarget } from './targets/table-target';
 import { ensureQueues } from './transport/ensure-queues';
 import { createServiceBusClient, ServiceBusTransport } from './transport/servicebus-transport';
 import { StorageQueueTransport } from './transport/storage-queue-transport';
+
+/**
+ * Records a flow applies at once in one instance: host.json's serviceBus.maxConcurrentCalls and
+ * queues.batchSize (16). Sizes the http target's connections and the postgres pool.
+ */
+export const APPLY_CONCURRENCY = 16;
 
 export interface AppServices {
   config: Config;
@@ -101,7 +108,13 @@ export function createApp(config: Config, o: ServiceOverrides = {}): AppServices
   const transport = o.transport ?? createTransport(config);
   const readers = new Map<string, Partial<TargetReader>>();
   const flows = config.flows.map((f) => {
-    const target = o.target?.(f) ?? tableTarget(f.target.tableName);
+    const target =
+      o.target?.(f) ??
+      createTarget(f.target, {
+        concurrency: APPLY_CONCURRENCY,
+        credential: azureCredential,
+        createTableTarget: () => tableTarget(f.target.tableName),
+      });
     readers.set(f.name, target as Partial<TargetReader>);
     return new ViewSyncFlow({
       name: f.name,

@@ -11,6 +11,7 @@
  */
 import { z } from 'zod';
 import { cursorDirectorySchema, cursorFileNameSchema } from '../cursor/cursor-path';
+import { targetSettingDefinitions } from '../targets/target-settings';
 import { settings, type SettingName } from './settings';
 
 export interface FlowSettingDefinition {
@@ -21,6 +22,15 @@ export interface FlowSettingDefinition {
   /** Schema when there is no shared setting. */
   schema?: z.ZodType;
   secret?: boolean;
+}
+
+/** `TARGET_HTTP_URL` → `TargetHttpUrl`. */
+function targetKey(name: string): string {
+  return name
+    .toLowerCase()
+    .split('_')
+    .map((w) => w.charAt(0).toUpperCase() + w.slice(1))
+    .join('');
 }
 
 const sharedSchema = (name: SettingName): z.ZodType => settings.find((s) => s.name === name)!.schema;
@@ -69,8 +79,14 @@ export const flowSettings = [
       }
     }),
   },
-  { key: 'Target', description: 'Target adapter of the flow.', shared: 'TARGET' },
   { key: 'TargetTableName', description: 'Table the `table` target writes to.', shared: 'TARGET_TABLE_NAME' },
+  // TARGET_HTTP_URL → TargetHttpUrl, ...: every target setting, per flow.
+  ...targetSettingDefinitions.map((d) => ({
+    key: targetKey(d.name),
+    description: d.description,
+    shared: d.name,
+    ...('secret' in d ? { secret: d.secret } : {}),
+  })),
 ] as const satisfies readonly FlowSettingDefinition[];
 
 export type FlowSettingKey = (typeof flowSettings)[number]['key'];

@@ -5,6 +5,7 @@
  * secret values are never echoed.
  */
 import { assertFileShareCursorAvailable } from '../cursor/fileshare-availability';
+import { parseTargetSettings, type TargetSettingName, type TargetSettings } from '../targets/target-settings';
 import { ConfigError } from '../errors';
 import {
   FLOW_SETTING_PATTERN,
@@ -104,6 +105,7 @@ function readFlow(
   name: string,
   own: Map<string, { name: string; raw: string }>,
   shared: Shared,
+  env: Env,
   isLegacy: boolean,
   problems: string[],
 ) {
@@ -169,8 +171,45 @@ function readFlow(
     stateField: str('StateField'),
     deletedStates: value('DeletedStates') as string[],
     cursorFile,
-    target: { kind: value('Target') as 'table', tableName: str('TargetTableName') },
+    target: { ...readTarget(name, own, env, problems), tableName: str('TargetTableName') },
   };
+}
+
+/** The flow's target settings: its own `Flows__<flow>__Target...`, else the shared TARGET_*. */
+function readTarget(
+  name: string,
+  own: Map<string, { name: string; raw: string }>,
+  env: Env,
+  problems: string[],
+): TargetSettings {
+  const mine = (setting: TargetSettingName) => {
+    const def = flowSettings.find((d) => 'shared' in d && d.shared === setting);
+    return def ? own.get(def.key) : undefined;
+  };
+  try {
+    return parseTargetSettings(
+      name,
+      (setting) => {
+        const raw = mine(setting)?.raw ?? env[setting];
+        if (raw !== undefined && UNRESOLVED_KEY_VAULT.test(raw)) {
+          const where = mine(setting)?.name ?? setting;
+          if (!problems.includes(unresolvedReference(where))) problems.push(unresolvedReference(where));
+          return undefined;
+        }
+        return raw;
+      },
+      (setting) => mine(setting)?.name ?? setting,
+    );
+  } catch (e) {
+    if (!(e instanceof ConfigError)) throw e;
+    // A shared setting's invalid value is reported once, by the shared check.
+    problems.push(
+      ...e.problems.filter(
+        (p) => !problems.includes(p) && !problems.some((q) => q.startsWith(p.split(':')[0]!)),
+      ),
+    );
+    return { kind: 'table' };
+  }
 }
 
 export type FlowConfig = ReturnType<typeof readFlow>;
@@ -219,7 +258,7 @@ export function loadConfig(env: Env = process.env) {
   const names = new Set(own.keys());
   if (legacyName && (present(env.FLOWFINITY_VIEW_URL) || names.size === 0)) names.add(legacyName);
   for (const name of names)
-    flows.push(readFlow(name, own.get(name) ?? new Map(), shared, name === legacyName, problems));
+    flows.push(readFlow(name, own.get(name) ?? new Map(), shared, env, name === legacyName, problems));
   const files = new Map<string, string>();
   for (const f of flows) {
     const other = files.get(f.cursorFile.toLowerCase());

@@ -11,6 +11,7 @@
 import { z } from 'zod';
 import { cursorDirectorySchema, cursorFileNameSchema } from '../cursor/cursor-path';
 import { ncrontabSchema } from '../ncrontab';
+import { targetSettingDefinitions, targetSettingSchemas } from '../targets/target-settings';
 
 export interface SettingDefinition {
   name: string;
@@ -251,12 +252,8 @@ export const settings = [
     schema: z.string().regex(/^[A-Za-z0-9.-]+$/, 'must be a host name such as myns.servicebus.windows.net'),
   },
   // Target
-  {
-    name: 'TARGET',
-    description: 'Target system adapter: `table` (Azure Table storage).',
-    default: 'table',
-    schema: z.enum(['table']),
-  },
+  // Target: each flow's own, these are the shared defaults (src/lib/targets/target-settings.ts).
+  ...targetSettingDefinitions.map((d) => ({ ...d, schema: targetSettingSchemas[d.name] })),
   {
     name: 'TARGET_TABLE_NAME',
     description: 'Table the `table` target writes records to.',

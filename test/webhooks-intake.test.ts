@@ -364,7 +364,7 @@ describe('webhook intake: refusals store nothing', () => {
       }),
       { numRuns: 3000 },
     );
-    console.log('forgeries refused, by code:', counts);
+    console.log(`forgeries refused, by code: ${JSON.stringify(counts)}`);
     expect(await e.entityCount()).toBe(0);
     expect(await e.messageCount()).toBe(0);
     expect(e.log.text()).not.toContain(SECRET);

@@ -245,6 +245,8 @@ describe('content type', () => {
     ['application/json; charset=utf8', true],
     ['application/json; charset=iso-8859-1', false],
     ['application/json, application/json', false],
+    ['application/json; x=1, application/json; x=1', false],
+    ['application/json; charset="utf-8"; q="a;b"', false],
     ['text/plain', false],
     ['application/xml', false],
     ['application/x-www-form-urlencoded', false],

@@ -96,6 +96,8 @@ export function send(url: string, r: SentRequest): Promise<Answer | { error: str
     for (const [k, v] of r.headers) (grouped[k.toLowerCase()] ??= []).push(v);
     const headers: Record<string, string | string[]> = {};
     for (const [k, v] of Object.entries(grouped)) headers[k] = v.length === 1 ? v[0]! : v;
+    // Node frames a DELETE body only with an explicit length (else the server sees garbage).
+    if (r.body instanceof Uint8Array) headers['content-length'] = String(r.body.length);
     const req = http.request(url, { method: r.method ?? 'POST', headers, agent }, (res) => {
       const chunks: Buffer[] = [];
       res.on('data', (c: Buffer) => chunks.push(c));

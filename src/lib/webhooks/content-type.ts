@@ -7,6 +7,7 @@
 export type ContentTypeVerdict = { ok: true } | { ok: false; reason: string };
 
 const TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
+const QUOTED = /^"(?:[^"\\]|\\.)*"$/;
 
 export function checkContentType(
   value: string | undefined,
@@ -30,7 +31,11 @@ export function checkContentType(
     }
     const name = param.slice(0, eq).trim().toLowerCase();
     let v = param.slice(eq + 1).trim();
-    if (v.length >= 2 && v.startsWith('"') && v.endsWith('"')) v = v.slice(1, -1);
+    // A value is a token or a quoted string; anything else (`x=1, application/json`: two headers
+    // joined by a comma) is malformed.
+    if (!TOKEN.test(name) || !(TOKEN.test(v) || QUOTED.test(v)))
+      return { ok: false, reason: 'a Content-Type parameter is malformed' };
+    if (QUOTED.test(v)) v = v.slice(1, -1);
     if (name === 'charset' && !['utf-8', 'utf8'].includes(v.toLowerCase()))
       return { ok: false, reason: 'the charset must be UTF-8' };
   }

@@ -255,6 +255,11 @@ describe('webhook intake: refusals store nothing', () => {
       expect(r.status, String(ct)).toBe(415);
       expect((r.json as { error: { code: string } }).error.code).toBe('unsupported_media_type');
     }
+    const gzip = await post(e, 'ping', { headers: [...headers, ['content-encoding', 'gzip']], body });
+    expect([gzip.status, (gzip.json as { error: { code: string } }).error.code]).toEqual([
+      415,
+      'unsupported_media_type',
+    ]);
     const twice = await post(e, 'ping', {
       headers: [['content-type', 'application/json'], ['content-type', 'application/json'], ...sig],
       body,
@@ -525,6 +530,19 @@ describe('webhook intake: never loses, never doubles', () => {
       marker: { state: 'failed', reason: 'flow archived (403)' },
     });
     expect(await e.store.claim({ route: 'ping', eventId: 'never-seen' })).toEqual({ status: 'unknown' });
+  });
+
+  it('purges finished markers with their aliases; a later copy is then new (keep markers longer than senders retry)', async () => {
+    const e = await env([pingRoute('ping')]);
+    const req = signed(ping('old', { seq: 77 }));
+    await post(e, 'ping', req);
+    await post(e, 'ping', signed(ping('open')));
+    const jobs = await e.drainJobs();
+    await e.store.complete(jobs.find((j) => j.eventId === 'old')!);
+    expect(await e.store.purge('ping', Date.now() - 60_000)).toBe(0); // not old enough
+    expect(await e.store.purge('ping', Date.now() + 1)).toBe(1); // 'open' is not finished: kept
+    expect(await e.entityCount()).toBe(1);
+    expect((await post(e, 'ping', req)).json).toMatchObject({ duplicate: false });
   });
 
   it('503 when the store is down and when the queue is down; nothing acknowledged, and the retry succeeds', async () => {

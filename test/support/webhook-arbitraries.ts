@@ -2,7 +2,7 @@
  * fast-check arbitraries for fuzzing a webhook route: whole requests (method, headers, body)
  * built from one route's valid payloads, each with the outcome the intake must produce.
  *
- * The intake checks, in order: method (405) → content type (415) → size (413) → signature and
+ * The intake checks, in order: method (405) → content type and encoding (415) → size (413) → signature and
  * header timestamp (401) → UTF-8 (400) → JSON and depth (400) → body timestamp (401) → schema
  * (400) → 202. Each generated request breaks zero or more of those rules; its `expect` follows
  * from the first rule it breaks. Where only the route's schema can tell (an unknown field, a
@@ -306,7 +306,8 @@ export type SignatureCase =
   | 'oversized'
   | 'duplicated-with-valid';
 export type TimestampCase = 'fresh' | 'stale' | 'future' | 'missing' | 'garbage';
-export type HeaderCase = 'plain' | 'junk-headers' | 'big-header' | 'duplicated-content-type';
+export type HeaderCase =
+  'plain' | 'junk-headers' | 'big-header' | 'duplicated-content-type' | 'content-encoding';
 
 export const signatureCases: fc.Arbitrary<SignatureCase> = fc.oneof(
   {
@@ -333,7 +334,12 @@ export const headerCases: fc.Arbitrary<HeaderCase> = fc.oneof(
   { weight: 6, arbitrary: fc.constant<HeaderCase>('plain') },
   {
     weight: 1,
-    arbitrary: fc.constantFrom<HeaderCase>('junk-headers', 'big-header', 'duplicated-content-type'),
+    arbitrary: fc.constantFrom<HeaderCase>(
+      'junk-headers',
+      'big-header',
+      'duplicated-content-type',
+      'content-encoding',
+    ),
   },
 );
 
@@ -416,7 +422,7 @@ export function webhookRequests(o: WebhookFuzzOptions): fc.Arbitrary<FuzzRequest
     ts: fc.constant<TimestampCase>('fresh'),
     tsOffsetS: fc.constant(0),
     freshSkewS: fc.integer({ min: -(tolMs / 1000 - 60), max: tolMs / 1000 - 60 }),
-    hdr: headerCases.filter((h) => h !== 'duplicated-content-type'),
+    hdr: headerCases.filter((h) => h !== 'duplicated-content-type' && h !== 'content-encoding'),
     junk: fc.string({ maxLength: 60 }),
   });
   const plan = fc.oneof({ weight: o.validWeight ?? 1, arbitrary: clean }, { weight: 2, arbitrary: mixed });
@@ -438,6 +444,11 @@ export function webhookRequests(o: WebhookFuzzOptions): fc.Arbitrary<FuzzRequest
     if (p.hdr === 'duplicated-content-type' && p.contentType.v !== undefined) {
       headers.push(['content-type', p.contentType.v]);
       labels.push('ct:duplicated');
+      decide(reject(415, 'unsupported_media_type'));
+    }
+    if (p.hdr === 'content-encoding') {
+      headers.push(['content-encoding', 'gzip']);
+      labels.push('hdr:content-encoding');
       decide(reject(415, 'unsupported_media_type'));
     }
     if (p.body.expectStatus === 413) decide(reject(413, 'payload_too_large'));

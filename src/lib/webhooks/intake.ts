@@ -285,6 +285,15 @@ export function createWebhookIntake<T>(route: WebhookRoute<T>, o: WebhookIntakeO
         `Send the body as application/json (UTF-8): ${ct.reason}.`,
       );
 
+    // The signature covers the bytes as sent; a compressed body is not what any sender here signs.
+    const encoding = header('content-encoding')?.trim().toLowerCase();
+    if (encoding !== undefined && encoding !== '' && encoding !== 'identity')
+      throw rejection(
+        'unsupported_media_type',
+        415,
+        'Send the body uncompressed: no Content-Encoding is accepted.',
+      );
+
     const tooLarge = () =>
       rejection('payload_too_large', 413, `The body is larger than ${maxBodyBytes} bytes.`, {
         maxBytes: maxBodyBytes,

@@ -1,0 +1,111 @@
+/**
+ * Webhook acknowledgement latency: posts `total` requests to `url` with at most `concurrency` in
+ * flight over keep-alive connections, and reports the latency of each answer (request start to
+ * last response byte) as p50/p99, with the count of each status (0 = no answer). The goal for
+ * the intake is p99 ≤ 200 ms locally. Wired into `npm run bench` by bench/run.ts.
+ */
+import http from 'node:http';
+import https from 'node:https';
+
+export interface AckRequest {
+  method?: string;
+  /** Header pairs (a name may repeat) or a record. */
+  headers: Array<[string, string]> | Record<string, string>;
+  body: Uint8Array | string;
+}
+
+export interface AckBenchOptions {
+  concurrency: number;
+  total: number;
+  /** Per-request timeout; a request that takes longer counts as status 0. Default 30 s. */
+  timeoutMs?: number;
+}
+
+export interface AckBenchResult {
+  p50Ms: number;
+  p99Ms: number;
+  maxMs: number;
+  /** Requests per second over the whole run. */
+  rps: number;
+  statuses: Record<number, number>;
+}
+
+/** Nearest-rank percentile of sorted values. */
+export function percentile(sorted: readonly number[], p: number): number {
+  if (sorted.length === 0) return NaN;
+  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))]!;
+}
+
+function once(
+  agent: http.Agent,
+  url: URL,
+  r: AckRequest,
+  timeoutMs: number,
+): Promise<{ status: number; ms: number }> {
+  const started = performance.now();
+  const body = typeof r.body === 'string' ? Buffer.from(r.body, 'utf8') : r.body;
+  const headers: Record<string, string | string[]> = {};
+  for (const [k, v] of Array.isArray(r.headers) ? r.headers : Object.entries(r.headers)) {
+    const key = k.toLowerCase();
+    const prev = headers[key];
+    headers[key] = prev === undefined ? v : [...(Array.isArray(prev) ? prev : [prev]), v];
+  }
+  headers['content-length'] = String(body.length);
+  const lib = url.protocol === 'https:' ? https : http;
+  return new Promise((resolve) => {
+    const done = (status: number) => resolve({ status, ms: performance.now() - started });
+    const req = lib.request(
+      url,
+      { method: r.method ?? 'POST', headers, agent, timeout: timeoutMs },
+      (res) => {
+        res.resume();
+        res.on('end', () => done(res.statusCode ?? 0));
+        res.on('error', () => done(0));
+      },
+    );
+    req.on('timeout', () => req.destroy());
+    req.on('error', () => done(0));
+    req.end(body);
+  });
+}
+
+export async function benchWebhookAck(
+  url: string,
+  makeRequest: (i: number) => AckRequest | Promise<AckRequest>,
+  { concurrency, total, timeoutMs = 30_000 }: AckBenchOptions,
+): Promise<AckBenchResult> {
+  const target = new URL(url);
+  const agent = new (target.protocol === 'https:' ? https.Agent : http.Agent)({
+    keepAlive: true,
+    maxSockets: concurrency,
+  });
+  const latencies: number[] = [];
+  const statuses: Record<number, number> = {};
+  let next = 0;
+  const started = performance.now();
+  const worker = async () => {
+    while (next < total) {
+      const i = next++;
+      // The request is built before the clock starts: signing is the sender's cost, not ours.
+      const r = await makeRequest(i);
+      const { status, ms } = await once(agent, target, r, timeoutMs);
+      statuses[status] = (statuses[status] ?? 0) + 1;
+      latencies.push(ms);
+    }
+  };
+  try {
+    await Promise.all(Array.from({ length: Math.max(1, Math.min(concurrency, total)) }, worker));
+  } finally {
+    agent.destroy();
+  }
+  const elapsed = (performance.now() - started) / 1000;
+  latencies.sort((a, b) => a - b);
+  const round = (x: number) => Math.round(x * 10) / 10;
+  return {
+    p50Ms: round(percentile(latencies, 50)),
+    p99Ms: round(percentile(latencies, 99)),
+    maxMs: round(latencies[latencies.length - 1] ?? NaN),
+    rps: round(total / elapsed),
+    statuses,
+  };
+}

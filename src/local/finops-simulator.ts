@@ -209,9 +209,10 @@ export class FinOpsSimulator {
         },
       ],
     });
-    let sim: FinOpsSimulator | undefined;
+    // The server exists before the simulator object that handles its requests.
+    const ref: { sim?: FinOpsSimulator } = {};
     const server = createServer({ key: pems.private, cert: pems.cert }, (req, res) => {
-      void sim!.handle(req, res).catch(() => {
+      void ref.sim!.handle(req, res).catch(() => {
         if (!res.headersSent) res.writeHead(500).end();
         else res.destroy();
       });
@@ -221,10 +222,11 @@ export class FinOpsSimulator {
       server.listen(o.port ?? 0, host, () => resolve());
     });
     const port = (server.address() as AddressInfo).port;
-    sim = new FinOpsSimulator(server, o, pems.cert, port, host);
+    const sim = new FinOpsSimulator(server, o, pems.cert, port, host);
+    ref.sim = sim;
     server.on('connection', (s: Socket) => {
-      sim!.sockets.add(s);
-      s.on('close', () => sim!.sockets.delete(s));
+      sim.sockets.add(s);
+      s.on('close', () => sim.sockets.delete(s));
     });
     return sim;
   }

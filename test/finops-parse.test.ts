@@ -241,7 +241,7 @@ describe('JSON', () => {
       'the element is not an object',
       'field ID is not a scalar',
       expect.stringMatching(
-        /^the JSON is not a well-formed array after element 4 .*rest of the file was not read$/,
+        /^the JSON is not well-formed \(.*\) after element 4; the rest of the file was not read$/,
       ),
     ]);
   });
@@ -412,6 +412,7 @@ describe('data packages', () => {
   });
 
   it('a JSON file named .zip is refused', async () => {
+    await expect(collect('[]', { fileName: 'p.zip' })).rejects.toThrow(PackageRejectedError);
     await expect(collect('[]', { fileName: 'p.zip' })).rejects.toThrow(/not a zip archive/);
   });
 

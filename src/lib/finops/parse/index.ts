@@ -6,11 +6,16 @@
  * the file name's extension (.csv, .xml, .json) decides, and without one the first character
  * does (`<` XML, `[` JSON, anything else CSV). `format` forces it.
  */
-import { PermanentError } from '../../errors';
 import { csvRows } from './csv';
 import { decodeText } from './decode';
 import { jsonRows } from './json';
-import { DEFAULT_ZIP_LIMITS, packageRows, type TextFormat, type ZipLimits } from './package';
+import {
+  DEFAULT_ZIP_LIMITS,
+  PackageRejectedError,
+  packageRows,
+  type TextFormat,
+  type ZipLimits,
+} from './package';
 import { DEFAULT_MAX_RAW_CHARS, type ParsedItem } from './types';
 import { xmlRows } from './xml';
 
@@ -39,9 +44,8 @@ export interface ParseExportOptions {
 
 /**
  * Rows of an export, in file order (a package: entity by entity, in the manifest's order).
- * Throws PackageRejectedError for a rejected package (before any row), PermanentError
- * `export_unreadable` for a body whose format cannot be read at all, and passes the source's
- * own errors (a download's TransientError) through unchanged.
+ * Throws PackageRejectedError for a rejected package (before any row; also a `.zip` that is not
+ * a zip), and passes the source's own errors (a download's TransientError) through unchanged.
  */
 export async function* parseExport(
   source: AsyncIterable<Uint8Array>,
@@ -64,9 +68,7 @@ export async function* parseExport(
     if (isZip) format = 'package';
     else if (ext === 'csv' || ext === 'xml' || ext === 'json') format = ext;
     else if (ext === 'zip')
-      throw new PermanentError(`${o.fileName} is named .zip but is not a zip archive`, {
-        code: 'export_unreadable',
-      });
+      throw new PackageRejectedError('it is named .zip but is not a zip archive', o.fileName);
   }
   if (format === 'package') {
     yield* packageRows(rest, {

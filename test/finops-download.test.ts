@@ -234,6 +234,26 @@ describe('refused or failed on the wire', () => {
     expect(Date.now() - started).toBeLessThan(5_000);
   });
 
+  it('a body that stops in the middle: timeout, transient', async () => {
+    sim.faults.stallNext(1);
+    const started = Date.now();
+    const e = await failure(
+      downloader({ http: http({ timeoutMs: 300 }) }).download(sim.downloadUrl(large.exportId)),
+    );
+    expect(e).toMatchObject({ kind: 'transient', code: 'timeout' });
+    expect(Date.now() - started).toBeLessThan(5_000);
+  });
+
+  it('too many redirects, even on the same host', async () => {
+    sim.faults.redirectNext(4, 'same-host');
+    const e = await failure(
+      downloader({ http: http({ maxRedirects: 3 }) }).download(sim.downloadUrl(small.exportId)),
+    );
+    expect(e).toMatchObject({ kind: 'permanent', code: 'redirect_refused' });
+    expect(e.message).toMatch(/more than 3 redirects/);
+    sim.faults.clear();
+  });
+
   it('a body cut short: transient', async () => {
     sim.faults.truncateNext(1);
     expect(await failure(downloader().download(sim.downloadUrl(small.exportId)))).toBeInstanceOf(

@@ -107,6 +107,7 @@ interface FaultRule {
     | { kind: 'status'; status: number; retryAfterSeconds?: number }
     | { kind: 'hang' }
     | { kind: 'truncate' }
+    | { kind: 'stall' }
     | { kind: 'redirect'; to: 'same-host' | 'other-host' };
 }
 
@@ -117,6 +118,8 @@ export interface FinOpsFaults {
   hangNext(n: number, route?: FinOpsRoute): void;
   /** The next n downloads send part of the body, then the connection is cut. */
   truncateNext(n: number, route?: 'download' | 'connector-download'): void;
+  /** The next n downloads send part of the body, then nothing more (the connection stays open). */
+  stallNext(n: number, route?: 'download' | 'connector-download'): void;
   /** The next n downloads answer 302 to the same path on the same host, or on `localhost` (another host name). */
   redirectNext(n: number, to: 'same-host' | 'other-host'): void;
   /** Delay before any answer. */
@@ -184,6 +187,7 @@ export class FinOpsSimulator {
         }),
       hangNext: (n, route = 'any') => add({ route, n, action: { kind: 'hang' } }),
       truncateNext: (n, route = 'download') => add({ route, n, action: { kind: 'truncate' } }),
+      stallNext: (n, route = 'download') => add({ route, n, action: { kind: 'stall' } }),
       redirectNext: (n, to) => add({ route: 'download', n, action: { kind: 'redirect', to } }),
       slowMs: 0,
       clear: () => {
@@ -480,7 +484,7 @@ export class FinOpsSimulator {
     );
     if (i < 0) return undefined;
     const rule = this.rules[i]!;
-    if (rule.action.kind === 'redirect' || rule.action.kind === 'truncate') {
+    if (rule.action.kind === 'redirect' || rule.action.kind === 'truncate' || rule.action.kind === 'stall') {
       if (route !== 'download' && route !== 'connector-download') return undefined;
     }
     rule.n--;
@@ -511,7 +515,11 @@ export class FinOpsSimulator {
     }
     switch (route) {
       case 'download':
-        return this.serveBlob(url, res, fault?.kind === 'truncate');
+        return this.serveBlob(
+          url,
+          res,
+          fault?.kind === 'truncate' || fault?.kind === 'stall' ? fault.kind : undefined,
+        );
       case 'token':
         return this.serveToken(req, res);
       case 'package-api':
@@ -519,7 +527,12 @@ export class FinOpsSimulator {
       case 'dequeue':
         return this.serveDequeue(req, url, res);
       case 'connector-download':
-        return this.serveConnectorDownload(req, url, res, fault?.kind === 'truncate');
+        return this.serveConnectorDownload(
+          req,
+          url,
+          res,
+          fault?.kind === 'truncate' || fault?.kind === 'stall' ? fault.kind : undefined,
+        );
       case 'ack':
         return this.serveAck(req, url, res);
       default:
@@ -534,7 +547,7 @@ export class FinOpsSimulator {
     res.writeHead(status, { 'content-type': 'application/xml', 'x-ms-error-code': code }).end(body);
   }
 
-  private async serveBlob(url: URL, res: ServerResponse, truncate: boolean): Promise<void> {
+  private async serveBlob(url: URL, res: ServerResponse, cut?: 'truncate' | 'stall'): Promise<void> {
     const [, , , exportId] = url.pathname.split('/');
     const se = url.searchParams.get('se') ?? '';
     const sig = url.searchParams.get('sig') ?? '';
@@ -557,10 +570,10 @@ export class FinOpsSimulator {
       );
     const e = this.exports.get(exportId ?? '');
     if (!e) return this.storageError(res, 404, 'BlobNotFound', 'The specified blob does not exist.');
-    await this.serveExport(e, res, truncate);
+    await this.serveExport(e, res, cut);
   }
 
-  private async serveExport(e: StoredExport, res: ServerResponse, truncate: boolean): Promise<void> {
+  private async serveExport(e: StoredExport, res: ServerResponse, cut?: 'truncate' | 'stall'): Promise<void> {
     const contentType =
       e.kind === 'package'
         ? 'application/zip'
@@ -579,20 +592,20 @@ export class FinOpsSimulator {
       const all = Buffer.concat(chunks);
       headers['content-length'] = String(all.length);
       res.writeHead(200, headers);
-      if (truncate) return this.cut(res, all.subarray(0, Math.floor(all.length / 2)));
+      if (cut) return this.cut(res, all.subarray(0, Math.floor(all.length / 2)), cut);
       res.end(all);
       this.stats.downloadsCompleted++;
       return;
     }
     res.writeHead(200, headers);
-    if (truncate) {
+    if (cut) {
       let first = Buffer.alloc(0);
       for await (const c of body) {
         first = Buffer.from(c as Buffer);
         break;
       }
       body.destroy();
-      return this.cut(res, first.subarray(0, Math.floor(first.length / 2)));
+      return this.cut(res, first.subarray(0, Math.floor(first.length / 2)), cut);
     }
     try {
       await pipeline(body, res);
@@ -602,10 +615,10 @@ export class FinOpsSimulator {
     }
   }
 
-  /** Sends the headers and part of the body, waits until they are on the wire, then cuts the connection. */
-  private async cut(res: ServerResponse, part: Buffer): Promise<void> {
+  /** Sends the headers and part of the body; then cuts the connection, or sends nothing more. */
+  private async cut(res: ServerResponse, part: Buffer, how: 'truncate' | 'stall'): Promise<void> {
     await new Promise<void>((resolve) => res.write(part, () => resolve()));
-    res.socket?.destroy();
+    if (how === 'truncate') res.socket?.destroy();
   }
 
   private async readBody(req: IncomingMessage, max = 1024 * 1024): Promise<string> {
@@ -737,14 +750,14 @@ export class FinOpsSimulator {
     req: IncomingMessage,
     url: URL,
     res: ServerResponse,
-    truncate: boolean,
+    cut?: 'truncate' | 'stall',
   ): Promise<void> {
     if (!this.authorized(req, res)) return;
     const id = decodeURIComponent(url.pathname.slice('/api/connector/download/'.length));
     const m = [...this.queues.values()].flat().find((x) => x.correlationId === id);
     const e = m ? this.exports.get(m.exportId) : undefined;
     if (!e) return this.json(res, 404, { error: { code: 'NotFound', message: 'no such file' } });
-    await this.serveExport(e, res, truncate);
+    await this.serveExport(e, res, cut);
   }
 
   private async serveAck(req: IncomingMessage, url: URL, res: ServerResponse): Promise<void> {

@@ -14,6 +14,7 @@ import {
 import { parseAllowListSetting, parseEntityKeysSetting, recordIdOf } from '../src/lib/finops/entity-keys';
 import { AppError, ConfigError, ValidationError } from '../src/lib/errors';
 import type { EntityRow } from '../src/lib/finops/parse';
+import { FINOPS_SETTINGS, readFinopsSettings } from '../src/lib/finops/settings';
 
 const sample = (controlNumber: string, extra = '') =>
   `{"BusinessEventId":"DataExportBusinessEvent","BusinessEventLegalEntity":"USMF","ContextRecordSubject":"",` +
@@ -250,5 +251,68 @@ describe('entity keys', () => {
       ok: false,
       malformed: { line: 7, error: 'entity Vendors has no key fields configured (FNO_ENTITY_KEYS)' },
     });
+  });
+});
+
+describe('settings', () => {
+  it('defaults: any event id with a DownloadURL, the entities that have keys, blob storage hosts', () => {
+    const s = readFinopsSettings({ FNO_ENTITY_KEYS: 'Customer groups=CustomerGroupId' });
+    expect(s.filter).toEqual({ allowedEventIds: '*', allowedEntities: ['Customer groups'] });
+    expect(s.download).toEqual({
+      allowedHosts: ['*.blob.core.windows.net'],
+      allowedPrivateCidrs: [],
+      maxBytes: 512 * 1024 * 1024,
+      timeoutMs: 30_000,
+      maxRedirects: 3,
+    });
+    expect(s.api).toBeUndefined();
+    expect(s.activityId).toBeUndefined();
+    expect(FINOPS_SETTINGS.map((x) => x.name)).toContain('FNO_ACTIVITY_ID');
+    expect(FINOPS_SETTINGS.filter((x) => x.secret).map((x) => x.name)).toEqual(['FNO_CLIENT_SECRET']);
+  });
+
+  it('reads every setting and derives the scope from the base URL', () => {
+    const s = readFinopsSettings({
+      FNO_ENTITY_KEYS: 'A=x;B=y',
+      FNO_ALLOWED_EVENT_IDS: 'DataExportBusinessEvent',
+      FNO_ALLOWED_ENTITIES: 'A',
+      FNO_DOWNLOAD_ALLOWED_HOSTS: '*.blob.core.windows.net; files.example.com',
+      FNO_DOWNLOAD_ALLOWED_PRIVATE_CIDRS: '10.20.0.0/16',
+      FNO_DOWNLOAD_MAX_BYTES: '1000',
+      FNO_PACKAGE_MAX_RATIO: '50',
+      FNO_BASE_URL: 'https://contoso.operations.dynamics.com/',
+      FNO_ACTIVITY_ID: '{7D6C2D5C-5D0F-4D1A-9A8E-0C1F5A2B3C4D}',
+    });
+    expect(s.filter).toEqual({ allowedEventIds: ['DataExportBusinessEvent'], allowedEntities: ['A'] });
+    expect(s.download.allowedHosts).toEqual(['*.blob.core.windows.net', 'files.example.com']);
+    expect(s.zipLimits.maxCompressionRatio).toBe(50);
+    expect(s.api?.scope).toBe('https://contoso.operations.dynamics.com/.default');
+  });
+
+  it('names every problem, one line each', () => {
+    let error: unknown;
+    try {
+      readFinopsSettings({
+        FNO_ENTITY_KEYS: 'A=x',
+        FNO_ALLOWED_ENTITIES: 'A;B',
+        FNO_DOWNLOAD_MAX_BYTES: 'lots',
+        FNO_DOWNLOAD_ALLOWED_HOSTS: 'https://x.com',
+        FNO_BASE_URL: 'http://contoso.operations.dynamics.com',
+        FNO_CLIENT_SECRET: 's3cret',
+        FNO_ACTIVITY_ID: 'nope',
+      });
+    } catch (e) {
+      error = e;
+    }
+    expect(error).toBeInstanceOf(ConfigError);
+    expect((error as ConfigError).problems).toEqual([
+      'FNO_ALLOWED_ENTITIES names B, which has no key fields in FNO_ENTITY_KEYS',
+      'FNO_DOWNLOAD_MAX_BYTES must be a whole number',
+      'FNO_DOWNLOAD_ALLOWED_HOSTS: "https://x.com" is not a host name or *.suffix',
+      'FNO_BASE_URL must be an https URL',
+      'FNO_CLIENT_SECRET needs FNO_TENANT_ID and FNO_CLIENT_ID',
+      'FNO_ACTIVITY_ID must be the recurring data job activity id (a GUID)',
+    ]);
+    expect(JSON.stringify((error as ConfigError).problems)).not.toMatch(/s3cret/);
   });
 });

@@ -23,7 +23,7 @@
  */
 import { parse as parseLossless } from 'lossless-json';
 import { z } from 'zod';
-import { ValidationError } from '../errors';
+import { ConfigError, ValidationError } from '../errors';
 
 /** BusinessEventId of the test message F&O sends to validate an endpoint. */
 export const ACTIVATION_TEST_EVENT_ID = 'BusinessEventsTestEndpointContract';
@@ -162,6 +162,27 @@ export interface BusinessEventFilterOptions {
 export type IgnoreCode = 'event_id_not_allowed' | 'not_a_data_export' | 'entity_not_allowed';
 
 export type FilterDecision = { action: 'accept' } | { action: 'ignore'; code: IgnoreCode; reason: string };
+
+/**
+ * The filter options from the settings: `allowedEntities` undefined means "the entities that
+ * have key fields". An entity named explicitly must have key fields (ConfigError otherwise):
+ * its rows could never be keyed.
+ */
+export function filterOptionsOf(
+  allowedEventIds: AllowList,
+  allowedEntities: AllowList | undefined,
+  keys: { get(entity: string): unknown; entities(): string[] },
+): BusinessEventFilterOptions {
+  if (allowedEntities === undefined) return { allowedEventIds, allowedEntities: keys.entities() };
+  if (allowedEntities !== '*') {
+    const missing = allowedEntities.filter((e) => keys.get(e) === undefined);
+    if (missing.length > 0)
+      throw new ConfigError(
+        missing.map((e) => `FNO_ALLOWED_ENTITIES names ${e}, which has no key fields in FNO_ENTITY_KEYS`),
+      );
+  }
+  return { allowedEventIds, allowedEntities };
+}
 
 const allows = (list: AllowList, name: string): boolean =>
   list === '*' || list.some((n) => n.trim().toLowerCase() === name.trim().toLowerCase());

@@ -22,7 +22,7 @@ import { Agent, request as httpsRequest, type RequestOptions } from 'node:https'
 import type { LookupFunction } from 'node:net';
 import { isIP } from 'node:net';
 import { rootCertificates } from 'node:tls';
-import { AppError, PermanentError, TransientError } from '../errors';
+import { AppError, ConfigError, PermanentError, TransientError } from '../errors';
 import { AddressPolicy, familyOf } from './address-policy';
 
 /** scheme://host/path of a URL: what errors and logs may show (never the query or fragment). */
@@ -46,7 +46,7 @@ export class HostAllowList {
       if (p === '') continue;
       if (p.startsWith('*.') && p.length > 2 && !p.slice(2).includes('*')) this.suffixes.push(p.slice(1));
       else if (!p.includes('*')) this.exact.add(p);
-      else throw new PermanentError(`host pattern "${raw}" is not a name or *.suffix`, { code: 'config' });
+      else throw new ConfigError(`FNO_DOWNLOAD_ALLOWED_HOSTS: "${raw}" is not a host name or *.suffix`);
     }
   }
 

@@ -12,6 +12,7 @@ import { isDownloadUrlExpired, SafeDownloader } from '../src/lib/finops/download
 import { PackageApiClient } from '../src/lib/finops/package-api';
 import { parseExport, type ParsedItem } from '../src/lib/finops/parse';
 import { RecurringIntegrationClient } from '../src/lib/finops/recurring-integration';
+import { downloadEventExport, eventExportRows } from '../src/lib/finops/event-export';
 import { SafeHttpClient } from '../src/lib/finops/safe-http';
 import { FinOpsSimulator, type EntitySpec } from '../src/local/finops-simulator';
 
@@ -334,5 +335,43 @@ describe('business-event sender', () => {
     } finally {
       await new Promise<void>((r) => server.close(() => r()));
     }
+  });
+});
+
+describe('an event export', () => {
+  it('reads the rows of a valid URL, and of an expired one through a fresh URL from the package API', async () => {
+    const handle = sim.addExport(groups);
+    const parsed = parseBusinessEventBody(sim.businessEventJson(handle, { urlTtlMs: 60_000 }).json);
+    if (parsed.kind !== 'event') throw new Error('expected an event');
+    const deps = { downloader, packageApi: new PackageApiClient(api()) };
+    const read = async () => {
+      const out: ParsedItem[] = [];
+      for await (const i of eventExportRows(parsed.facts, deps)) out.push(i);
+      return out;
+    };
+    expect((await read()).map((i) => i.kind === 'row' && i.fields.CUSTOMERGROUPID)).toEqual(['10', '20']);
+    sim.advance(2 * 60_000);
+    const before = sim.stats.byRoute['package-api'] ?? 0;
+    const refreshed = await downloadEventExport(parsed.facts, deps);
+    expect(refreshed.refreshedUrl).toBe(true);
+    refreshed.body.destroy();
+    expect(sim.stats.byRoute['package-api']).toBe(before + 1);
+    expect((await read()).map((i) => i.entity)).toEqual(['Customer groups', 'Customer groups']);
+  });
+
+  it('without the package API, or without an ExecutionId, an expired URL is a DownloadUrlExpiredError that says why', async () => {
+    const handle = sim.addExport(groups);
+    const parsed = parseBusinessEventBody(sim.businessEventJson(handle, { urlTtlMs: 1_000 }).json);
+    if (parsed.kind !== 'event') throw new Error('expected an event');
+    sim.advance(5_000);
+    const noApi = await downloadEventExport(parsed.facts, { downloader }).catch((e: unknown) => e);
+    expect(isDownloadUrlExpired(noApi)).toBe(true);
+    expect((noApi as Error).message).toMatch(/FNO_BASE_URL is not set/);
+    expect((noApi as Error).message).not.toMatch(/sig=/);
+    const noExecution = await downloadEventExport(
+      { ...parsed.facts, executionId: undefined },
+      { downloader, packageApi: new PackageApiClient(api()) },
+    ).catch((e: unknown) => e);
+    expect((noExecution as Error).message).toMatch(/no ExecutionId/);
   });
 });

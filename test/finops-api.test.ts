@@ -40,7 +40,7 @@ const terms: EntitySpec = {
 const api = (o: Partial<ConstructorParameters<typeof FinOpsApiClient>[0]> = {}) =>
   new FinOpsApiClient({
     baseUrl: sim.baseUrl,
-    credential: sim.credential() as TokenCredential,
+    credential: sim.credential(),
     http,
     retry: { baseDelayMs: 10, maxDelayMs: 50 },
     ...o,
@@ -96,7 +96,7 @@ describe('package API', () => {
       const client = new PackageApiClient(
         new FinOpsApiClient({
           baseUrl: slow.baseUrl,
-          credential: slow.credential() as TokenCredential,
+          credential: slow.credential(),
           http: h,
         }),
       );
@@ -128,7 +128,7 @@ describe('package API', () => {
       const client = new PackageApiClient(
         new FinOpsApiClient({
           baseUrl: nested.baseUrl,
-          credential: nested.credential() as TokenCredential,
+          credential: nested.credential(),
           http: h,
         }),
       );

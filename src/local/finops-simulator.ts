@@ -37,6 +37,7 @@ import { createServer, type Server } from 'node:https';
 import { request as httpsRequest } from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
 import { pipeline } from 'node:stream/promises';
+import type { TokenCredential } from '@azure/identity';
 import { generate } from 'selfsigned';
 import { dataPackage, exportFile, type ExportRow, type TextFormat } from './finops-export-files';
 
@@ -420,9 +421,7 @@ export class FinOpsSimulator {
   }
 
   /** An Entra token for tests and the local host (what the client-credentials flow returns). */
-  credential(): {
-    getToken(scopes: string | string[]): Promise<{ token: string; expiresOnTimestamp: number }>;
-  } {
+  credential(): TokenCredential {
     return {
       getToken: async (scopes) => {
         const scope = Array.isArray(scopes) ? scopes.join(' ') : scopes;

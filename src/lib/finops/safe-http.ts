@@ -287,6 +287,10 @@ export class SafeHttpClient {
       req.on('response', (res) => {
         response = res;
         res.on('close', () => r.signal?.removeEventListener('abort', onAbort));
+        // A timeout may destroy the body before its reader listens (or while a redirect body is
+        // drained): without a listener that 'error' would crash the process. Readers still get
+        // the error (for await, pipeline and their own listeners see it).
+        res.on('error', () => undefined);
         resolve(res);
       });
       req.end(body);

@@ -74,7 +74,8 @@ interface SimFlow {
   code: string;
   archived: boolean;
   sisAllocation: boolean;
-  participants: Set<number>;
+  /** participantId → userId. */
+  participants: Map<number, number>;
   sources: Map<number, StoredSource>;
 }
 
@@ -259,10 +260,14 @@ export class WiseflowSimulator {
 
   // ---- data helpers (tests, local runs) -------------------------------------------------------
 
+  /**
+   * Adds a flow. Participants are participant ids (their user id is then `userIdOf(p)`) or
+   * explicit {participantId, userId} pairs.
+   */
   addFlow(f: {
     id?: number;
     code: string;
-    participants?: number[];
+    participants?: (number | { participantId: number; userId: number })[];
     archived?: boolean;
     sisAllocation?: boolean;
   }): number {
@@ -272,14 +277,26 @@ export class WiseflowSimulator {
       code: f.code,
       archived: f.archived ?? false,
       sisAllocation: f.sisAllocation ?? false,
-      participants: new Set(f.participants ?? []),
+      participants: new Map(),
       sources: new Map(),
     });
+    this.addParticipantsToFlow(id, f.participants ?? []);
     return id;
   }
 
-  addParticipantsToFlow(flowId: number, participantIds: number[]): void {
-    for (const p of participantIds) this.flow(flowId).participants.add(p);
+  addParticipantsToFlow(
+    flowId: number,
+    participants: (number | { participantId: number; userId: number })[],
+  ): void {
+    const f = this.flow(flowId);
+    for (const p of participants)
+      if (typeof p === 'number') f.participants.set(p, WiseflowSimulator.userIdOf(p));
+      else f.participants.set(p.participantId, p.userId);
+  }
+
+  /** The user id the simulator gives participant `p` when none was given. */
+  static userIdOf(participantId: number): number {
+    return 100_000 + participantId;
   }
 
   setArchived(flowId: number, archived: boolean): void {
@@ -496,12 +513,16 @@ export class WiseflowSimulator {
 
     if (isToken) return this.token(form!, (s, b) => send(s, b, rlHeaders));
 
+    // The API answers a bad x-api-key with the plain JSON string "Unauthorized" (x-api-key-error-response).
     const authError = this.authenticate(req);
-    if (authError) return send(401, envelopeError(401, authError), rlHeaders);
+    if (authError)
+      return send(401, req.headers['x-api-key'] ? 'Unauthorized' : envelopeError(401, authError), rlHeaders);
 
     try {
-      const data = this.route(method, url.pathname, raw);
-      send(data.status ?? 200, { success: true, data: data.data ?? null, error: null }, rlHeaders);
+      const data = this.route(method, url.pathname, raw, url.searchParams);
+      const body: Record<string, unknown> = { success: true, data: data.data ?? null, error: null };
+      if (data.pagination) body.pagination = data.pagination;
+      send(data.status ?? 200, body, rlHeaders);
     } catch (e) {
       if (e instanceof HttpFailure)
         return send(e.status, envelopeError(e.status, e.message, e.errors), rlHeaders);
@@ -582,16 +603,40 @@ export class WiseflowSimulator {
     return { limited, headers };
   }
 
-  private route(method: string, path: string, raw: Buffer): { status?: number; data?: unknown } {
+  private flowParticipants(flow: SimFlow, query: URLSearchParams): { data: unknown; pagination: unknown } {
+    const offset = Number(query.get('offset') ?? 0);
+    const limit = Number(query.get('limit') ?? 100);
+    if (!Number.isInteger(offset) || offset < 0 || !Number.isInteger(limit) || limit < 1 || limit > 100)
+      throw new HttpFailure(400, 'Invalid query parameters');
+    const all = [...flow.participants.entries()].sort((a, b) => a[0] - b[0]);
+    const page = all.slice(offset, offset + limit).map(([participantId, userId], i) => ({
+      participantId,
+      userId,
+      number: offset + i + 1,
+      activated: true,
+      user: { userId },
+    }));
+    return { data: page, pagination: { offset, limit, total: all.length } };
+  }
+
+  private route(
+    method: string,
+    path: string,
+    raw: Buffer,
+    query: URLSearchParams = new URLSearchParams(),
+  ): { status?: number; data?: unknown; pagination?: unknown } {
     const seg = path.split('/').filter(Boolean).map(decodeURIComponent);
     if (seg[0] !== 'v1') throw new HttpFailure(404, 'Not found');
     const s = seg.slice(1);
 
     if (s[0] === 'webhooks') return this.webhookRoute(method, s, raw);
-    if (s[0] !== 'flows' || s[2] !== 'external-sources' || s.length < 3)
-      throw new HttpFailure(404, 'Not found');
+    if (s[0] !== 'flows' || s.length < 3) throw new HttpFailure(404, 'Not found');
     const flow = this.flows.get(Number(s[1]));
     if (!/^\d+$/.test(s[1] ?? '') || !flow) throw new HttpFailure(404, 'Flow not found');
+    // GET /flows/{flowId}/participants?offset&limit (max 100)
+    if (s[2] === 'participants' && s.length === 3 && method === 'GET')
+      return this.flowParticipants(flow, query);
+    if (s[2] !== 'external-sources') throw new HttpFailure(404, 'Not found');
     const writable = () => {
       if (flow.archived || flow.sisAllocation)
         throw new HttpFailure(403, 'Flow is archived or has sis allocation enabled');
@@ -716,12 +761,10 @@ export class WiseflowSimulator {
             throw new HttpFailure(
               400,
               'Invalid participant ids',
-              unknown
-                .slice(0, 10)
-                .map((p) => ({
-                  reason: 'PARTICIPANT_NOT_FOUND',
-                  message: `Participant ${p} is not on the flow`,
-                })),
+              unknown.slice(0, 10).map((p) => ({
+                reason: 'PARTICIPANT_NOT_FOUND',
+                message: `Participant ${p} is not on the flow`,
+              })),
             );
           for (const p of ids as number[])
             if (!src.allocated.has(p)) {

@@ -51,6 +51,25 @@ export const externalSourceSchema = z.looseObject({
 export type ExternalSource = z.infer<typeof externalSourceSchema>;
 export const externalSourceListSchema = z.array(externalSourceSchema);
 
+/** A participant of a flow (`GET /flows/{flowId}/participants`, paginated, at most 100 a page). */
+export const flowParticipantSchema = z.looseObject({
+  participantId: apiId,
+  userId: apiId.nullable().optional(),
+});
+export type FlowParticipant = z.infer<typeof flowParticipantSchema>;
+
+export const flowParticipantsPageSchema = z.looseObject({
+  data: z.array(flowParticipantSchema),
+  pagination: z
+    .looseObject({
+      offset: z.number().nullable().optional(),
+      limit: z.number().nullable().optional(),
+      total: z.number().nullable().optional(),
+    })
+    .nullable()
+    .optional(),
+});
+
 export const WEBHOOK_EVENTS = [
   'ALTERNATIVE_GRADE',
   'ASSESSMENT',

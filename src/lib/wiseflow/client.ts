@@ -36,6 +36,7 @@ import type { Log } from '../ports';
 import {
   envelopeSchema,
   externalSourceListSchema,
+  flowParticipantsPageSchema,
   externalSourceSchema,
   tokenResponseSchema,
   webhookListSchema,
@@ -44,6 +45,7 @@ import {
   type ApiError,
   type CreateWebhookInput,
   type ExternalSource,
+  type FlowParticipant,
   type UpdateWebhookInput,
   type Webhook,
 } from './api';
@@ -113,6 +115,8 @@ interface Operation<T> {
   schema: z.ZodType<T>;
   /** Safe to send again after a request that may have reached the server. */
   idempotent: boolean;
+  /** Validate the whole envelope (for `pagination` beside `data`), not only `data`. */
+  wholeEnvelope?: boolean;
 }
 
 /** Internal: a failure worth another attempt; becomes a TransientError when retries run out. */
@@ -203,7 +207,7 @@ export class WiseflowClient {
 
   // ---- external sources ---------------------------------------------------------------------
 
-  listSources(flowId: string | number): Promise<ExternalSource[]> {
+  async listSources(flowId: string | number): Promise<ExternalSource[]> {
     return this.call({
       name: 'listSources',
       method: 'GET',
@@ -214,7 +218,7 @@ export class WiseflowClient {
   }
 
   /** Creates a source; the reference must satisfy the strict pattern (checked before sending). */
-  createSource(
+  async createSource(
     flowId: string | number,
     input: { reference: string; description?: string | null },
   ): Promise<ExternalSource> {
@@ -229,7 +233,7 @@ export class WiseflowClient {
     });
   }
 
-  getSource(flowId: string | number, sourceId: string | number): Promise<ExternalSource> {
+  async getSource(flowId: string | number, sourceId: string | number): Promise<ExternalSource> {
     return this.call({
       name: 'getSource',
       method: 'GET',
@@ -239,7 +243,7 @@ export class WiseflowClient {
     });
   }
 
-  updateSource(
+  async updateSource(
     flowId: string | number,
     sourceId: string | number,
     input: { description: string | null },
@@ -329,7 +333,10 @@ export class WiseflowClient {
   }
 
   /** The sources a participant is allocated to (the only way the API tells what is allocated). */
-  sourcesOfParticipant(flowId: string | number, participantId: string | number): Promise<ExternalSource[]> {
+  async sourcesOfParticipant(
+    flowId: string | number,
+    participantId: string | number,
+  ): Promise<ExternalSource[]> {
     return this.call({
       name: 'sourcesOfParticipant',
       method: 'GET',
@@ -339,9 +346,30 @@ export class WiseflowClient {
     });
   }
 
+  /** Every participant of the flow (all pages), with participant and user ids. */
+  async listFlowParticipants(flowId: string | number): Promise<FlowParticipant[]> {
+    const out: FlowParticipant[] = [];
+    const limit = 100;
+    for (let offset = 0, pages = 0; pages < 10_000; pages++) {
+      const page = await this.call({
+        name: 'listFlowParticipants',
+        method: 'GET',
+        path: `/flows/${id(flowId, 'flowId')}/participants?offset=${offset}&limit=${limit}`,
+        schema: flowParticipantsPageSchema,
+        idempotent: true,
+        wholeEnvelope: true,
+      });
+      out.push(...page.data);
+      const total = page.pagination?.total;
+      offset += page.data.length;
+      if (page.data.length < limit || (typeof total === 'number' && offset >= total)) break;
+    }
+    return out;
+  }
+
   // ---- webhooks -----------------------------------------------------------------------------
 
-  listWebhooks(): Promise<Webhook[]> {
+  async listWebhooks(): Promise<Webhook[]> {
     return this.call({
       name: 'listWebhooks',
       method: 'GET',
@@ -352,7 +380,7 @@ export class WiseflowClient {
   }
 
   /** 400 when the licence's webhook limit would be exceeded. The secret is sent, never logged. */
-  createWebhook(input: CreateWebhookInput): Promise<Webhook> {
+  async createWebhook(input: CreateWebhookInput): Promise<Webhook> {
     return this.call({
       name: 'createWebhook',
       method: 'POST',
@@ -363,7 +391,7 @@ export class WiseflowClient {
     });
   }
 
-  getWebhook(webhookId: string | number): Promise<Webhook> {
+  async getWebhook(webhookId: string | number): Promise<Webhook> {
     return this.call({
       name: 'getWebhook',
       method: 'GET',
@@ -373,7 +401,7 @@ export class WiseflowClient {
     });
   }
 
-  updateWebhook(webhookId: string | number, input: UpdateWebhookInput): Promise<Webhook> {
+  async updateWebhook(webhookId: string | number, input: UpdateWebhookInput): Promise<Webhook> {
     return this.call({
       name: 'updateWebhook',
       method: 'PUT',
@@ -551,7 +579,7 @@ export class WiseflowClient {
           { code: 'wiseflow_protocol', upstreamStatus: status, details: { operation: op.name } },
         );
       if (!envelope.success) throw this.errorFor(op, status, envelope.error ?? undefined);
-      const data = op.schema.safeParse(envelope.data);
+      const data = op.schema.safeParse(op.wholeEnvelope ? envelope : envelope.data);
       if (!data.success)
         throw new TransientError(
           `WISEflow ${op.name} answered data of an unexpected shape: ${data.error.issues

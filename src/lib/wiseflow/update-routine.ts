@@ -12,6 +12,9 @@
  *       that is desired, was allocated by syncbridge last time (allocation memory), or was in an
  *       interrupted intent (`verify: 'known'`, the default). `verify: 'memory'` trusts the memory
  *       and re-checks only an interrupted intent (fewer calls; blind to changes made by hand);
+ *       `verify: 'flow'` asks about every participant of the flow (sees allocations made by
+ *       hand to anyone). The first sync of a source (no memory yet) asks about every
+ *       participant of the flow unless `discoverOnFirstSync` is false;
  *    c. write the intent (ETag-conditional), add the missing participants in ONE call, remove the
  *       extra ones (one call each, or one "remove all" when the roster is empty), then write the
  *       memory; d. `sync/done` with the reference.
@@ -25,10 +28,10 @@
  * repaired by the next run: the intent names the participants to re-check, so no call that
  * already took effect is repeated. Every step is a named fault point.
  */
-import { ConflictError, isAppError, TransientError, type AppError } from '../errors';
+import { ConflictError, isAppError, PermanentError, TransientError, type AppError } from '../errors';
 import { isSimulatedCrash } from '../faults';
 import type { Log } from '../ports';
-import type { ExternalSource } from './api';
+import type { ExternalSource, FlowParticipant } from './api';
 import type { AllocationMemory, AllocationStore } from './allocation-store';
 import type { WiseflowClient } from './client';
 import { referenceFromFlowCode } from './references';
@@ -68,6 +71,7 @@ export type WiseflowApi = Pick<
   | 'removeAllAllocations'
   | 'removeParticipant'
   | 'sourcesOfParticipant'
+  | 'listFlowParticipants'
 >;
 
 export interface UpdateRoutineDeps {
@@ -77,7 +81,19 @@ export interface UpdateRoutineDeps {
   log?: Log;
   faults?: RoutineFaults;
   /** See the module comment. Default 'known'. */
-  verify?: 'known' | 'memory';
+  verify?: 'known' | 'memory' | 'flow';
+  /**
+   * The first time a source is synced (no memory yet), ask about EVERY participant of the flow,
+   * so allocations made before syncbridge (by hand, by another integration) are seen and the
+   * extra ones removed. Default true.
+   */
+  discoverOnFirstSync?: boolean;
+  /**
+   * What the roster's ids are: WISEflow participant ids (default), or WISEflow user ids, mapped
+   * to participant ids through the flow's participant list (a roster user who is not a
+   * participant of the flow fails the roster).
+   */
+  rosterIds?: 'participantId' | 'userId';
   /** Per-participant reads in flight at once within one run. Default 8. */
   readConcurrency?: number;
   /** Description of a source syncbridge creates. */
@@ -142,6 +158,7 @@ class Run {
   private readonly faults: RoutineFaults;
   private readonly report: UpdateReport;
   private readonly now: () => number;
+  private flowParticipants?: Promise<FlowParticipant[]>;
 
   constructor(
     private readonly req: UpdateRequest,
@@ -264,11 +281,11 @@ class Run {
 
   private async syncSource(source: ExternalSource, created: boolean): Promise<SourceReport> {
     const { flowId } = this.req;
-    const { client, roster } = this.d;
+    const { client } = this.d;
     const at = `${flowId}/${source.reference}`;
 
     await this.faults.at('roster', at);
-    const desired = new Set(await roster.desiredParticipants(source.reference));
+    const desired = await this.desired(source.reference);
 
     await this.faults.at('readMemory', at);
     const stored = await this.d.store.get(flowId, source.id);
@@ -279,8 +296,12 @@ class Run {
     const pendingIds = new Set([...(pending?.add ?? []), ...(pending?.remove ?? [])]);
 
     await this.faults.at('verify', at);
+    const verify = this.d.verify ?? 'known';
     let current: Set<string>;
-    if ((this.d.verify ?? 'known') === 'known') {
+    if (verify === 'flow' || (!memory && (this.d.discoverOnFirstSync ?? true))) {
+      const everyone = new Set((await this.participantsOfFlow()).map((p) => p.participantId));
+      current = await this.allocatedAmong(source, union(everyone, desired, remembered, pendingIds));
+    } else if (verify === 'known') {
       current = await this.allocatedAmong(source, union(desired, remembered, pendingIds));
     } else {
       current = new Set(remembered);
@@ -351,6 +372,30 @@ class Run {
       removed: toRemove,
       result: 'done',
     };
+  }
+
+  /** The roster of `reference` as WISEflow participant ids. */
+  private async desired(reference: string): Promise<Set<string>> {
+    const ids = await this.d.roster.desiredParticipants(reference);
+    if ((this.d.rosterIds ?? 'participantId') === 'participantId') return new Set(ids);
+    const byUser = new Map<string, string>();
+    for (const p of await this.participantsOfFlow()) if (p.userId) byUser.set(p.userId, p.participantId);
+    const missing = ids.filter((u) => !byUser.has(u));
+    if (missing.length > 0)
+      throw new PermanentError(
+        `invalid roster for reference ${reference}: user(s) ${missing.slice(0, 10).join(', ')}${missing.length > 10 ? ` (and ${missing.length - 10} more)` : ''} are not participants of flow ${this.req.flowId}`,
+        {
+          code: 'invalid_roster',
+          details: { reference, missingUsers: missing.slice(0, 10), count: missing.length },
+        },
+      );
+    return new Set(ids.map((u) => byUser.get(u)!));
+  }
+
+  /** The flow's participants, read once per run. */
+  private participantsOfFlow(): Promise<FlowParticipant[]> {
+    this.flowParticipants ??= this.d.client.listFlowParticipants(this.req.flowId);
+    return this.flowParticipants;
   }
 
   /** Which of `participants` are allocated to `source` now, asking WISEflow per participant. */

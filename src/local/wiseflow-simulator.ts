@@ -294,6 +294,20 @@ export class WiseflowSimulator {
       else f.participants.set(p.participantId, p.userId);
   }
 
+  /**
+   * Demo data for local runs: a flow `DEMO-EXAM` with participants 1..20 and no external source
+   * yet (the "manually created empty flow": the first sync creates the source `DEMO-EXAM`), and
+   * a flow `DEMO-CLASSES` with two sources, `CLASS-A` and `CLASS-B`.
+   */
+  seedDemo(): { emptyFlowId: number; classesFlowId: number } {
+    const participants = Array.from({ length: 20 }, (_, i) => i + 1);
+    const emptyFlowId = this.addFlow({ code: 'DEMO-EXAM', participants });
+    const classesFlowId = this.addFlow({ code: 'DEMO-CLASSES', participants });
+    this.addSource(classesFlowId, 'CLASS-A');
+    this.addSource(classesFlowId, 'CLASS-B');
+    return { emptyFlowId, classesFlowId };
+  }
+
   /** The user id the simulator gives participant `p` when none was given. */
   static userIdOf(participantId: number): number {
     return 100_000 + participantId;

@@ -12,7 +12,7 @@
  * memory; the loser gets a ConflictError and its job is retried.
  */
 import type { TableClient } from '@azure/data-tables';
-import { ConflictError, statusOf } from '../errors';
+import { ConflictError, PermanentError, statusOf } from '../errors';
 import { ensureTable, escapeKey, textFromProperties, textToProperties } from '../storage/table-helpers';
 
 export interface AllocationIntent {
@@ -45,6 +45,9 @@ export interface AllocationStore {
   put(flowId: string, sourceId: string, memory: AllocationMemory, etag: string | undefined): Promise<string>;
 }
 
+/** About 40,000 participant ids with an intent of the same size. */
+const MAX_MEMORY_CHARS = 480_000;
+
 const conflict = (flowId: string, sourceId: string) =>
   new ConflictError(
     `allocation memory of flow ${flowId} source ${sourceId} was changed by another run; retry`,
@@ -74,10 +77,13 @@ export class TableAllocationStore implements AllocationStore {
     etag: string | undefined,
   ): Promise<string> {
     await ensureTable(this.table);
-    const props = textToProperties('memory', JSON.stringify(memory));
+    const json = JSON.stringify(memory);
+    // Strings count twice (UTF-16) against the 1 MiB entity limit: stay well under it.
+    const props = json.length <= MAX_MEMORY_CHARS ? textToProperties('memory', json) : undefined;
     if (!props)
-      throw new Error(
-        `allocation memory of flow ${flowId} source ${sourceId} is too large for one table entity`,
+      throw new PermanentError(
+        `allocation memory of flow ${flowId} source ${sourceId} is too large for one table entity (${json.length} characters; at most ${MAX_MEMORY_CHARS}): the roster is too big for one source`,
+        { code: 'allocation_memory_too_large' },
       );
     const entity = {
       partitionKey: escapeKey(flowId),

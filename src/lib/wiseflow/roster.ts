@@ -29,7 +29,7 @@ export interface FlowfinityRosterOptions {
   stateField?: string;
   /** States whose records are not part of the roster; default `['Deleted']`. */
   excludeStates?: string[];
-  /** More items than this fail the roster (protects memory and the API budget). Default 50,000. */
+  /** More items fail the roster (protects memory, the API budget and the memory entity size). Default 20,000. */
   maxParticipants?: number;
 }
 
@@ -38,7 +38,7 @@ const MAX_PROBLEMS_LISTED = 5;
 export function flowfinityRoster(view: ViewSource, o: FlowfinityRosterOptions): RosterPort {
   const stateField = o.stateField ?? 'State';
   const excluded = new Set(o.excludeStates ?? ['Deleted']);
-  const max = o.maxParticipants ?? 50_000;
+  const max = o.maxParticipants ?? 20_000;
   return {
     async desiredParticipants(reference: string): Promise<string[]> {
       const ids = new Set<string>();

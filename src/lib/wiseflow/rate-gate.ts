@@ -12,8 +12,8 @@
  * allow up to twice the limit across a refresh boundary, and counting from the start time lets
  * jitter push `limit + 1` requests into the server's window; so this is hand-written (~100 lines).
  *
- * Waiters are served first come, first served. One gate per credential per process: see
- * `sharedRateGate`. Across several processes (Function instances) each has its own gate; the
+ * Waiters are served first come, first served. One gate per credential per process: client.ts
+ * keeps them. Across several processes (Function instances) each has its own gate; the
  * server's feedback is then what keeps the sum in check (docs/drafts/wiseflow.md).
  */
 
@@ -134,19 +134,4 @@ export class RateGate {
       Math.max(1, at - this.now()),
     );
   }
-}
-
-const gates = new Map<string, RateGate>();
-
-/**
- * The one gate of a credential in this process (`key` identifies the credential without
- * containing it: see client.ts). Later callers get the gate the first caller created.
- */
-export function sharedRateGate(key: string, windows: RateWindow[]): RateGate {
-  let g = gates.get(key);
-  if (!g) {
-    g = new RateGate(windows);
-    gates.set(key, g);
-  }
-  return g;
 }

@@ -237,14 +237,7 @@ export class PostgresTarget implements TargetSystem, TargetReader {
         ]);
         // Only when absent: CREATE needs privileges that a user with a managed schema may not grant.
         if (exists.rows[0]?.t == null) {
-          for (const sql of postgresTargetDdl(this.schema, this.table)) {
-            try {
-              await this.pool.query(sql);
-            } catch (e) {
-              // Two instances creating at once: the loser sees a duplicate; the object exists.
-              if (!['42P06', '42P07', '23505'].includes(sqlState(e) ?? '')) throw e;
-            }
-          }
+          await this.createSerialized();
         }
       }
       const cols = await this.pool.query<{ column_name: string; data_type: string }>(
@@ -266,6 +259,27 @@ export class PostgresTarget implements TargetSystem, TargetReader {
       if (problems.length) throw new ConfigError(problems);
     } catch (e) {
       throw this.classify(e, 'ensureReady');
+    }
+  }
+
+  /**
+   * `CREATE ... IF NOT EXISTS` is not safe to race in PostgreSQL: two sessions can both pass the
+   * existence check and the loser fails on the catalog (42P07, 42710 for the row type, 23505).
+   * A transaction-scoped advisory lock on the schema's name (tables of one schema share its
+   * CREATE SCHEMA) makes instances create one at a time.
+   */
+  private async createSerialized(): Promise<void> {
+    const client = await this.pool.connect();
+    try {
+      await client.query('BEGIN');
+      await client.query('SELECT pg_advisory_xact_lock(hashtext($1))', [this.schema]);
+      for (const sql of postgresTargetDdl(this.schema, this.table)) await client.query(sql);
+      await client.query('COMMIT');
+    } catch (e) {
+      await client.query('ROLLBACK').catch(() => undefined);
+      throw e;
+    } finally {
+      client.release();
     }
   }
 

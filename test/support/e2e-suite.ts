@@ -9,7 +9,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { tableClient } from '../../src/lib/storage/clients';
 import { TableTarget } from '../../src/lib/targets/table-target';
-import { startAzurite, type AzuriteInstance } from '../../src/local/azurite';
+import { sharedAzurite, type SharedAzurite } from '../support/azurite';
 import { FlowfinitySimulator } from '../../src/local/flowfinity-simulator';
 import { LocalHost } from '../../src/local/host';
 import { localSettings } from '../../src/local/local-settings';
@@ -24,14 +24,15 @@ export interface E2eVariant {
 }
 
 export function e2eSuite(v: E2eVariant): void {
-  let azurite: AzuriteInstance;
+  let azurite: SharedAzurite;
   let sim: FlowfinitySimulator;
   let sim2: FlowfinitySimulator;
   let host: LocalHost;
+  const id = Math.random().toString(36).slice(2, 8);
   const functionsDir = path.join(__dirname, '..', '..', 'src', 'functions');
 
   beforeAll(async () => {
-    azurite = await startAzurite();
+    azurite = sharedAzurite();
     // Two views side by side, as `npm start` runs them: `leads` (the flat FLOWFINITY_* settings)
     // and `inspections` (Flows__inspections__ViewUrl), sharing credentials, queues and target table.
     sim = await FlowfinitySimulator.start({ initialRecords: 60, seed: 5 });
@@ -50,7 +51,15 @@ export function e2eSuite(v: E2eVariant): void {
       modules: readdirSync(functionsDir)
         .filter((f) => f.endsWith('.ts'))
         .map((f) => path.join(functionsDir, f)),
-      settings: { ...base, SYNC_RECORDS_PER_MESSAGE: '8', ...(await v.setup()) },
+      settings: {
+        ...base,
+        SYNC_RECORDS_PER_MESSAGE: '8',
+        // Its own tables and cursor container: the run's Azurite is shared with other files.
+        SYNC_TABLE_PREFIX: `e2e${id}`,
+        TARGET_TABLE_NAME: `e2e${id}records`,
+        CURSOR_SHARE_NAME: `e2e-${id}`,
+        ...(await v.setup()),
+      },
       httpPort: 0,
       enableTimers: false,
       queuePollIntervalMs: 50,
@@ -62,7 +71,6 @@ export function e2eSuite(v: E2eVariant): void {
     await sim?.stop();
     await sim2?.stop();
     await v.teardown();
-    await azurite?.stop();
   });
 
   async function health() {
@@ -79,7 +87,7 @@ export function e2eSuite(v: E2eVariant): void {
   async function expectTargetEqualsSources() {
     const access = { kind: 'connectionString' as const, connectionString: azurite.connectionString };
     const target = new Map<string, { version: bigint; deleted: boolean }>();
-    for await (const r of new TableTarget(tableClient(access, 'syncbridgerecords')).list())
+    for await (const r of new TableTarget(tableClient(access, `e2e${id}records`)).list())
       target.set(r.key, r);
     const sources = [
       ['leads', sim.snapshot()],

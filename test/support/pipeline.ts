@@ -130,6 +130,7 @@ export class Pipeline {
       CURSOR_SHARE_NAME: `cursor-${id}`,
       SYNC_RECORDS_QUEUE: `records-${id}`,
       SYNC_CONTROL_QUEUE: `control-${id}`,
+      SYNC_JOBS_QUEUE: `jobs-${id}`,
       SYNC_TABLE_PREFIX: `t${id}`,
       TARGET_TABLE_NAME: `target${id}`,
       SYNC_VIEW_NAME: 'leads',
@@ -161,6 +162,7 @@ export class Pipeline {
     const maxAttempts = o.maxDequeueCount ?? 3;
     const records = this.config.transport.recordsQueue;
     const control = this.config.transport.controlQueue;
+    const jobs = this.config.transport.jobsQueue;
     type Invoke = (body: unknown, meta: Record<string, unknown>) => Promise<unknown>;
     const driver = (queueName: string, invoke: Invoke): TriggerDriver => {
       const common = { queueName, invoke, maxConcurrency: o.concurrency ?? 8, pollIntervalMs: 20 };
@@ -180,7 +182,7 @@ export class Pipeline {
       // Queue properties as infra creates them (infra/app/servicebus.bicep), with the max
       // delivery count = SYNC_MAX_ATTEMPTS as infra wires it, and a 1-minute lock instead of
       // infra's 5 so that a lock lost to a crash expires within a test's patience.
-      for (const q of [records, control])
+      for (const q of [records, control, jobs])
         o.azure.serviceBus.createQueue(
           q,
           infraQueueOptions({ maxDeliveryCount: maxAttempts, lockDurationMs: 60_000 }),

@@ -1,0 +1,52 @@
+/**
+ * The bench helper for webhook acknowledgements (bench/webhook-ack.ts) against the real intake on
+ * Azurite: it reports every status and coherent percentiles. No timing is asserted here (the
+ * figures belong to `npm run bench`); set WEBHOOK_ACK_BENCH=1 (and WEBHOOK_ACK_CONCURRENCY, default 16) to print them.
+ */
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { sharedAzurite, type SharedAzurite } from '../support/azurite';
+import { signWebhook } from '../../src/lib/webhooks/signature';
+import { benchWebhookAck, percentile } from '../../bench/webhook-ack';
+import { DEFAULT_SCHEME, pingRoute, webhookEnv } from '../support/webhook-env';
+
+let azurite: SharedAzurite;
+beforeAll(async () => {
+  azurite = sharedAzurite();
+});
+afterAll(async () => {});
+
+it('percentile is nearest-rank', () => {
+  const v = Array.from({ length: 100 }, (_, i) => i + 1);
+  expect([percentile(v, 50), percentile(v, 99), percentile(v, 100), percentile([7], 99)]).toEqual([
+    50, 99, 100, 7,
+  ]);
+});
+
+it('posts signed webhooks at a concurrency and reports statuses and p50/p99', async () => {
+  const env = await webhookEnv(azurite.connectionString, [pingRoute('ping')]);
+  try {
+    const total = process.env.WEBHOOK_ACK_BENCH ? 2000 : 120;
+    const tag = Date.now().toString(36);
+    const r = await benchWebhookAck(
+      `${env.url}/api/webhooks/ping`,
+      (i) => {
+        // Every 10th request repeats an earlier event (a duplicate), every 20th is forged.
+        const id = i % 10 === 9 ? `${tag}-${i - 1}` : `${tag}-${i}`;
+        const body = JSON.stringify({ id, kind: 'ping', n: i });
+        const headers = signWebhook(DEFAULT_SCHEME, body);
+        if (i % 20 === 19) headers['x-signature'] = '0'.repeat(64);
+        return { headers: { 'content-type': 'application/json', ...headers }, body };
+      },
+      { concurrency: Number(process.env.WEBHOOK_ACK_CONCURRENCY ?? 16), total },
+    );
+    if (process.env.WEBHOOK_ACK_BENCH) console.log('webhook ack', JSON.stringify(r));
+    expect(r.statuses).toEqual({ 202: total - total / 20, 401: total / 20 });
+    expect(r.p50Ms).toBeGreaterThan(0);
+    expect(r.p99Ms).toBeGreaterThanOrEqual(r.p50Ms);
+    expect(r.maxMs).toBeGreaterThanOrEqual(r.p99Ms);
+    // One job per distinct event: every 10th request repeats (or forges) its predecessor's id.
+    expect((await env.drainJobs()).length).toBe(total - total / 10);
+  } finally {
+    await env.close();
+  }
+});

@@ -1,0 +1,143 @@
+/**
+ * Model-based fault schedules of the view sync (see test/support/model.ts): generated
+ * schedules of source changes, ticks, reordered/duplicated/redelivered messages, thrown
+ * errors, process deaths and suspensions at every fault point, target failures and poison
+ * records, on real Azurite + the Flowfinity simulator + the real core. After each schedule the
+ * pipeline is quiesced and DESIGN.md's invariants are checked.
+ *
+ * Reproduce a failure: MODEL_SEED=<seed> (printed by fast-check with the shrunk schedule).
+ * More schedules: MODEL_RUNS=<n>, or `npm run test:long`.
+ */
+import fc from 'fast-check';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ModelWorld, scheduleArb, type Schedule, type Step } from '../support/model';
+import { sharedAzurite, type SharedAzurite } from '../support/azurite';
+
+const seed = Number(process.env.MODEL_SEED ?? 20250101);
+const runs = Number(process.env.MODEL_RUNS ?? 500);
+const blockRuns = Math.max(20, Math.round(runs / 5));
+
+let world: ModelWorld;
+let azurite: SharedAzurite;
+beforeAll(async () => {
+  azurite = sharedAzurite();
+  world = ModelWorld.start(azurite.connectionString);
+});
+afterAll(async () => {
+  if (world) console.log(`model schedules exercised: ${world.summary()}`);
+});
+
+describe('view sync under generated fault schedules', () => {
+  it(`POISON_POLICY=quarantine: ${runs} schedules keep every invariant`, async () => {
+    await fc.assert(
+      fc.asyncProperty(scheduleArb(), (s) => world.check(s, { poisonPolicy: 'quarantine' })),
+      { seed, numRuns: runs, verbose: 1 },
+    );
+  }, 900_000);
+
+  it(`POISON_POLICY=block: ${blockRuns} schedules never pass a poison record and report the block`, async () => {
+    await fc.assert(
+      fc.asyncProperty(scheduleArb({ maxSteps: 20 }), (s) => world.check(s, { poisonPolicy: 'block' })),
+      { seed: seed + 1, numRuns: blockRuns, verbose: 1 },
+    );
+  }, 900_000);
+});
+
+describe('fixed schedules', () => {
+  const schedule = (steps: Step[]): Schedule => ({
+    initialRecords: 2,
+    maxBatch: 5,
+    maxBatch2: 5,
+    recordsPerMessage: 2,
+    maxAttempts: 3,
+    steps,
+  });
+  const deliver = (q: 'records' | 'control'): Step => ({
+    t: 'deliver',
+    q,
+    i: 0,
+    proc: 0,
+    dup: false,
+    fault: null,
+  });
+  const lateCommitBelowCursor = schedule([
+    { t: 'lateBegin', flow: 0, rec: null, poison: 'none' },
+    { t: 'insert', flow: 0, poison: 'none' },
+    { t: 'tick', flow: 0, proc: 0, fault: null },
+    deliver('records'),
+    deliver('records'),
+    deliver('control'),
+    { t: 'lateCommit', i: 0 },
+  ]);
+
+  it('a late commit below the cursor is caught with SYNC_LOOKBACK and lost without it (the documented trade-off)', async () => {
+    await world.check(lateCommitBelowCursor, { poisonPolicy: 'quarantine', lookback: 1000 });
+    await expect(
+      world.check(lateCommitBelowCursor, { poisonPolicy: 'quarantine', lookback: 0 }),
+    ).rejects.toThrow(/leads\|000000003: target vnothing, source v1002 \(not quarantined\)/);
+  });
+
+  // Two plans that overlap: the first is suspended after taking the planner lease (at
+  // plan.viewQuery); a second one runs meanwhile; the first then finishes.
+  it('a planner that stalls past its lease does not put a second batch in flight', async () => {
+    await world.check(
+      schedule([
+        { t: 'insert', flow: 0, poison: 'none' },
+        { t: 'tick', flow: 0, proc: 0, fault: { at: 0, kind: 'pause' } },
+        { t: 'advance', by: 'lease' },
+        { t: 'tick', flow: 0, proc: 1, fault: null },
+        { t: 'insert', flow: 0, poison: 'none' },
+        { t: 'resume', i: 0, crash: false },
+      ]),
+      { poisonPolicy: 'quarantine' },
+    );
+  });
+
+  // Found by `npm run test:long` (seed 1718906397): a records message fails on every delivery,
+  // then the poison handler's process dies on every delivery too, so the message is dead-
+  // lettered from the poison queue uncounted (a storage queue's `-poison-poison`). Without the
+  // stall watch its batch never drains; with it the batch is abandoned and re-planned.
+  it('a message lost beyond the poison queue does not hold the view forever (stall watch)', async () => {
+    const d = (q: 'records' | 'poison', fault: 'throw' | 'crash' | null): Step => ({
+      t: 'deliver',
+      q,
+      i: 0,
+      proc: 0,
+      dup: true,
+      fault: fault ? { at: 0, kind: fault } : null,
+    });
+    await world.check(
+      {
+        initialRecords: 0,
+        maxBatch: 1,
+        maxBatch2: 1,
+        recordsPerMessage: 1,
+        maxAttempts: 2,
+        steps: [
+          { t: 'insert', flow: 0, poison: 'none' },
+          { t: 'tick', flow: 0, proc: 0, fault: null },
+          d('records', 'throw'),
+          d('records', 'crash'),
+          d('records', null),
+          d('poison', 'crash'),
+          d('poison', 'crash'),
+          { t: 'resume', i: 0, crash: false },
+        ],
+      },
+      { poisonPolicy: 'quarantine' },
+    );
+  });
+
+  it('two plans of one instance at once (timer tick + poll message) do not put a second batch in flight', async () => {
+    await world.check(
+      schedule([
+        { t: 'insert', flow: 0, poison: 'none' },
+        { t: 'tick', flow: 0, proc: 0, fault: { at: 0, kind: 'pause' } },
+        { t: 'tick', flow: 0, proc: 0, fault: null },
+        { t: 'insert', flow: 0, poison: 'none' },
+        { t: 'resume', i: 0, crash: false },
+      ]),
+      { poisonPolicy: 'quarantine' },
+    );
+  });
+});

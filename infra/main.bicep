@@ -191,6 +191,7 @@ module api 'app/api.bicep' = {
     serviceBusFullyQualifiedNamespace: serviceBus.outputs.fullyQualifiedNamespace
     recordsQueueName: recordsQueueName
     controlQueueName: controlQueueName
+    jobsQueueName: jobsQueueName
     cursorShareName: storage.outputs.cursorShareName
     maxAttempts: serviceBus.outputs.maxDeliveryCount
     flowfinityViewUrl: flowfinityViewUrl

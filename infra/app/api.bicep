@@ -28,6 +28,8 @@ param applicationInsightsName string
 param serviceBusFullyQualifiedNamespace string
 param recordsQueueName string
 param controlQueueName string
+@description('SYNC_JOBS_QUEUE: webhook jobs.')
+param jobsQueueName string
 param cursorShareName string
 @description('Must equal the Service Bus queues maxDeliveryCount.')
 param maxAttempts int
@@ -140,6 +142,7 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
       CURSOR_SHARE_NAME: cursorShareName
       SYNC_RECORDS_QUEUE: recordsQueueName
       SYNC_CONTROL_QUEUE: controlQueueName
+      SYNC_JOBS_QUEUE: jobsQueueName
       SYNC_MAX_ATTEMPTS: string(maxAttempts)
       // Target: the optional PostgreSQL server (Entra ID, no password) when created, else Table storage.
       TARGET: empty(postgresHost) ? 'table' : 'postgres'

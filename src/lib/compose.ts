@@ -13,6 +13,7 @@ import { fileShareCursorStore } from './cursor/fileshare-cursor-store';
 import { noFaults, type Faults } from './faults';
 import { FlowfinityViewClient } from './flowfinity/view-client';
 import { ViewSyncFlow } from './flows/view-sync/flow';
+import type { JobHandler } from './jobs/worker';
 import type { CursorStore, TargetReader, TargetSystem, Transport, ViewSource } from './ports';
 import { azureCredential, blobServiceClient, queueServiceClient, tableClient } from './storage/clients';
 import { createTarget } from './targets/target-settings';
@@ -20,6 +21,7 @@ import { TableTarget } from './targets/table-target';
 import { ensureQueues } from './transport/ensure-queues';
 import { createServiceBusClient, ServiceBusTransport } from './transport/servicebus-transport';
 import { StorageQueueTransport } from './transport/storage-queue-transport';
+import { WebhookStore } from './webhooks/store';
 
 /**
  * Records a flow applies at once in one instance: host.json's serviceBus.maxConcurrentCalls and
@@ -35,6 +37,10 @@ export interface AppServices {
   flow(name: string): ViewSyncFlow;
   /** Read access to a flow's target (health, tests, CLI). */
   targetReader(flow: string): TargetReader;
+  /** Accepted webhook events and their jobs (de-duplication markers, claims, outcomes). */
+  webhookStore: WebhookStore;
+  /** The `jobs` worker's handlers, by job kind: one per webhook flow that is configured. */
+  jobHandlers: ReadonlyMap<string, JobHandler>;
   close(): Promise<void>;
 }
 
@@ -73,7 +79,7 @@ export function createCursorStore(config: Config, flow: FlowConfig): CursorStore
 
 export function createTransport(config: Config): Transport {
   const t = config.transport;
-  const queues = { records: t.recordsQueue, control: t.controlQueue };
+  const queues = { records: t.recordsQueue, control: t.controlQueue, jobs: t.jobsQueue };
   if (t.kind === 'servicebus') {
     if (!t.serviceBus) throw new Error('TRANSPORT=servicebus needs ServiceBusConnection');
     return new ServiceBusTransport({ access: t.serviceBus, queues, tier: t.serviceBusTier });
@@ -141,6 +147,7 @@ export function createApp(config: Config, o: ServiceOverrides = {}): AppServices
     flows,
   );
   const byName = new Map(flows.map((f) => [f.name, f]));
+  const jobHandlers = new Map<string, JobHandler>();
   return {
     config,
     engine,
@@ -157,6 +164,8 @@ export function createApp(config: Config, o: ServiceOverrides = {}): AppServices
         return r.list();
       },
     }),
+    webhookStore: new WebhookStore(table(`${config.tablePrefix}webhooks`)),
+    jobHandlers,
     close: async () => {
       await transport.close();
       await Promise.all(flows.map((f) => f.target.close?.()));
@@ -181,6 +190,7 @@ export async function ensureAppQueues(config: Config): Promise<void> {
   const queues = [
     { name: t.recordsQueue, setting: 'SYNC_RECORDS_QUEUE' },
     { name: t.controlQueue, setting: 'SYNC_CONTROL_QUEUE' },
+    { name: t.jobsQueue, setting: 'SYNC_JOBS_QUEUE' },
   ];
   if (t.kind === 'storagequeue') {
     await ensureQueues({

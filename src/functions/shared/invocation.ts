@@ -28,17 +28,17 @@ export type QueueHandler = (
 /**
  * Registers a queue-triggered function on the configured transport: a storage queue
  * (`<queue>` / `<queue>-poison`) or a Service Bus queue (`<queue>` / `<queue>/$deadletterqueue`).
- * `queue` picks the records or control queue named by the settings.
+ * `queueRole` picks the records, control or jobs queue named by the settings.
  */
 export function registerQueueFunction(
   name: string,
-  queueRole: 'records' | 'control',
+  queueRole: 'records' | 'control' | 'jobs',
   source: 'main' | 'poison',
   handler: QueueHandler,
 ): void {
   const r = registrationSettings();
   const transport = r.transport;
-  const queue = queueRole === 'records' ? r.recordsQueue : r.controlQueue;
+  const queue = { records: r.recordsQueue, control: r.controlQueue, jobs: r.jobsQueue }[queueRole];
   if (transport === 'servicebus') {
     app.serviceBusQueue(name, {
       connection: 'ServiceBusConnection',

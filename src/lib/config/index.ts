@@ -299,6 +299,9 @@ export function loadConfig(env: Env = process.env) {
       kind: v('TRANSPORT')!,
       recordsQueue: v('SYNC_RECORDS_QUEUE')!,
       controlQueue: v('SYNC_CONTROL_QUEUE')!,
+      jobsQueue: v('SYNC_JOBS_QUEUE')!,
+      /** Deliveries of one message before the queue dead-letters it (the jobs worker's patience). */
+      maxDeliveries: v('SYNC_MAX_ATTEMPTS')!,
       serviceBus,
       serviceBusTier: v('SERVICE_BUS_TIER')!,
     },
@@ -337,13 +340,14 @@ export function registrationSettings(env: Env = process.env) {
   });
   // Only what registration reads must be valid now; the rest is reported on first use.
   const relevant = problems.filter((p) =>
-    /^(TRANSPORT|SYNC_SCHEDULE|SYNC_RECORDS_QUEUE|SYNC_CONTROL_QUEUE|SYNC_VIEW_NAME|Flows__)/i.test(p),
+    /^(TRANSPORT|SYNC_SCHEDULE|SYNC_RECORDS_QUEUE|SYNC_CONTROL_QUEUE|SYNC_JOBS_QUEUE|SYNC_VIEW_NAME|Flows__)/i.test(p),
   );
   if (relevant.length) throw new ConfigError(relevant);
   return {
     transport: pick('TRANSPORT'),
     recordsQueue: pick('SYNC_RECORDS_QUEUE'),
     controlQueue: pick('SYNC_CONTROL_QUEUE'),
+    jobsQueue: pick('SYNC_JOBS_QUEUE'),
     flows,
   };
 }

@@ -233,6 +233,13 @@ export const settings = [
     schema: queueName,
   },
   {
+    name: 'SYNC_JOBS_QUEUE',
+    description:
+      'Queue of webhook jobs (an accepted WISEflow sync request or F&O business event, processed by webhookJobs).',
+    default: 'jobs',
+    schema: queueName,
+  },
+  {
     name: 'ServiceBusConnection',
     description:
       'Service Bus connection string (TRANSPORT=servicebus); or set ServiceBusConnection__fullyQualifiedNamespace.',

@@ -116,6 +116,7 @@ describe('configuration', () => {
       transport: 'servicebus',
       recordsQueue: 'sync-records',
       controlQueue: 'sync-control',
+      jobsQueue: 'jobs',
       flows: [{ name: 'default', schedule: '0 */5 * * * *' }],
     });
     expect(

@@ -68,6 +68,11 @@ function readShared(env: Env, problems: string[]) {
 
 type Shared = ReturnType<typeof readShared>;
 
+/** A flow's `Type` as written (validated with the rest of its settings); none is view-sync. */
+function flowTypeOf(own: ReturnType<typeof flowEnv>, name: string): string {
+  return own.get(name)?.get('Type')?.raw.trim().toLowerCase() ?? 'view-sync';
+}
+
 /** `Flows__<flow>__<Key>` settings grouped by flow (names as first written; keys case-insensitive). */
 function flowEnv(env: Env, problems: string[]): Map<string, Map<string, { name: string; raw: string }>> {
   const flows = new Map<string, Map<string, { name: string; raw: string }>>();
@@ -257,8 +262,11 @@ export function loadConfig(env: Env = process.env) {
   const legacyName = v('SYNC_VIEW_NAME');
   const names = new Set(own.keys());
   if (legacyName && (present(env.FLOWFINITY_VIEW_URL) || names.size === 0)) names.add(legacyName);
+  // Each flow type reads its own settings: view-sync here, the webhook flows in their modules.
+  // A flow without `Type` is view-sync (so every configuration from before flow types still is).
   for (const name of names)
-    flows.push(readFlow(name, own.get(name) ?? new Map(), shared, env, name === legacyName, problems));
+    if (flowTypeOf(own, name) === 'view-sync')
+      flows.push(readFlow(name, own.get(name) ?? new Map(), shared, env, name === legacyName, problems));
   const files = new Map<string, string>();
   for (const f of flows) {
     const other = files.get(f.cursorFile.toLowerCase());
@@ -325,7 +333,9 @@ export function registrationSettings(env: Env = process.env) {
   const legacyName = pick('SYNC_VIEW_NAME');
   const names = new Set(own.keys());
   if (legacyName && (present(env.FLOWFINITY_VIEW_URL) || names.size === 0)) names.add(legacyName);
-  const flows = [...names].map((name) => {
+  // Only view-sync flows have a timer (see loadConfig for `Type`).
+  const viewSync = [...names].filter((name) => flowTypeOf(own, name) === 'view-sync');
+  const flows = viewSync.map((name) => {
     const mine = own.get(name)?.get('Schedule');
     const def = flowSettings.find((d) => d.key === 'Schedule')!;
     const schedule = mine
@@ -340,7 +350,9 @@ export function registrationSettings(env: Env = process.env) {
   });
   // Only what registration reads must be valid now; the rest is reported on first use.
   const relevant = problems.filter((p) =>
-    /^(TRANSPORT|SYNC_SCHEDULE|SYNC_RECORDS_QUEUE|SYNC_CONTROL_QUEUE|SYNC_JOBS_QUEUE|SYNC_VIEW_NAME|Flows__)/i.test(p),
+    /^(TRANSPORT|SYNC_SCHEDULE|SYNC_RECORDS_QUEUE|SYNC_CONTROL_QUEUE|SYNC_JOBS_QUEUE|SYNC_VIEW_NAME|Flows__)/i.test(
+      p,
+    ),
   );
   if (relevant.length) throw new ConfigError(relevant);
   return {

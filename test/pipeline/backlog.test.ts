@@ -1,42 +1,4 @@
-/**
- * A 25,000-record backlog with SYNC_MAX_BATCH=1000 drains completely through chained re-polls
- * (each full batch's completion plans the next at once, without waiting for timer ticks), and
- * the target ends equal to the source. Its own file so vitest runs it beside the other suites.
- */
-import { afterAll, beforeAll, expect, it } from 'vitest';
-import { sharedAzurite, type SharedAzurite } from '../support/azurite';
-import { FlowfinitySimulator } from '../../src/local/flowfinity-simulator';
-import { Pipeline } from '../support/pipeline';
+/** Chained re-polls over a 5,000-record backlog (25,000 in backlog.long.test.ts). Its own file so vitest runs it beside the other suites. */
+import { backlogSuite } from '../support/backlog';
 
-let azurite: SharedAzurite;
-let sim: FlowfinitySimulator;
-let p: Pipeline;
-beforeAll(async () => {
-  azurite = sharedAzurite();
-  sim = await FlowfinitySimulator.start({ initialRecords: 25_000, seed: 11 });
-});
-afterAll(async () => {
-  await p?.stop();
-  await sim?.stop();
-});
-
-it('drains a 25,000-record backlog in batches of 1,000 through chained re-polls', async () => {
-  p = await new Pipeline({
-    azuriteConnectionString: azurite.connectionString,
-    sim,
-    concurrency: 16,
-    env: { SYNC_MAX_BATCH: '1000' },
-  }).start();
-  expect(await p.tick()).toMatchObject({ kind: 'planned', records: 1000, messages: 50, full: true });
-  // No more ticks: each full batch's completion sends a poll that plans the next one.
-  await p.settle(900_000, 1000);
-  const state = await p.ledger.getState();
-  expect(state).toMatchObject({ batchesCompleted: 25, recordsApplied: 25_000 });
-  expect(state.currentBatchId).toBeUndefined();
-  expect(await p.diffWithSource()).toEqual([]);
-  expect(p.target.duplicates()).toEqual([]);
-  expect(p.violations).toEqual([]);
-  expect(p.target.writes).toBe(25_000);
-  expect(p.cursor.writes).toHaveLength(25);
-  expect(await p.tick()).toMatchObject({ kind: 'empty' });
-}, 1_000_000);
+backlogSuite(5_000);

@@ -26,6 +26,7 @@ import type {
 import { TableTarget } from '../src/lib/targets/table-target';
 import type { FlowfinitySimulator } from '../src/local/flowfinity-simulator';
 import { StorageQueueDriver } from '../src/local/host/storage-queue-driver';
+import { workerView } from '../src/local/host/rpc';
 
 export const VIEW = 'leads';
 
@@ -257,7 +258,10 @@ export class BenchPipeline {
       new StorageQueueDriver({
         connectionString: o.connectionString,
         queueName,
-        invoke,
+        invoke: (rpc) => {
+          const w = workerView(rpc);
+          return invoke(w.input, w.triggerMetadata);
+        },
         maxConcurrency: o.concurrency,
         // host.json default: half the batch size.
         newBatchThreshold: Math.floor(o.concurrency / 2),

@@ -22,6 +22,7 @@ import {
   type QueueOptions,
   type ServiceBusTestServer,
 } from '../support/servicebus-server';
+import { workerView } from '../../src/local/host/rpc';
 
 interface Arrived {
   body: unknown;
@@ -269,7 +270,8 @@ describe('ServiceBusTransport and the Service Bus trigger driver', () => {
       maxConcurrency,
       pollIntervalMs: 50,
       maxDeliveryCount: 3,
-      invoke: async (input, meta) => {
+      invoke: async (rpc) => {
+        const { input, triggerMetadata: meta } = workerView(rpc);
         const call = { input, meta };
         calls.push(call);
         await handler(call, calls);

@@ -34,6 +34,7 @@ import { deadLetterReasonOf } from '../../src/lib/transport/dead-letter';
 import type { AzureFilesServer } from './azure-files-server';
 import { infraQueueOptions } from './infra-queues';
 import type { ServiceBusTestServer } from './servicebus-server';
+import { workerView, type RpcInvocation } from '../../src/local/host/rpc';
 
 export const quietLog: Log = { info() {}, warn() {}, error() {} };
 
@@ -165,7 +166,15 @@ export class Pipeline {
     const jobs = this.config.transport.jobsQueue;
     type Invoke = (body: unknown, meta: Record<string, unknown>) => Promise<unknown>;
     const driver = (queueName: string, invoke: Invoke): TriggerDriver => {
-      const common = { queueName, invoke, maxConcurrency: o.concurrency ?? 8, pollIntervalMs: 20 };
+      const common = {
+        queueName,
+        invoke: (rpc: RpcInvocation) => {
+          const w = workerView(rpc);
+          return invoke(w.input, w.triggerMetadata);
+        },
+        maxConcurrency: o.concurrency ?? 8,
+        pollIntervalMs: 20,
+      };
       if (o.azure)
         return createServiceBusDriver({ ...common, connectionString: o.azure.serviceBus.connectionString });
       return new StorageQueueDriver({

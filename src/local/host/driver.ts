@@ -1,9 +1,11 @@
+import type { RpcInvocation } from './rpc';
+
 /**
  * How the local host drives one trigger source (a storage queue, a Service Bus queue, a timer).
- * A driver receives work and calls `invoke`; a resolved promise means the function succeeded
+ * A driver receives work and calls `invoke` with what the host would send the worker (see rpc.ts); a resolved promise means the function succeeded
  * (complete / delete the message), a rejection means it threw (retry per the source's rules).
  */
-export type InvokeFn = (input: unknown, triggerMetadata: Record<string, unknown>) => Promise<unknown>;
+export type InvokeFn = (invocation: RpcInvocation) => Promise<unknown>;
 
 export interface TriggerDriver {
   readonly description: string;

@@ -119,6 +119,31 @@ export function installFunctionsCoreShim(): void {
   s.installed = true;
 }
 
+/** The part of the `@azure/functions` programming model the worker (and the local host) calls. */
+export interface ProgrammingModel {
+  getInvocationModel(coreContext: unknown): {
+    getArguments(): Promise<{ context: unknown; inputs: unknown[] }>;
+    invokeFunction(context: unknown, inputs: unknown[], callback: FunctionCallback): Promise<unknown>;
+    getResponse(context: unknown, result: unknown): Promise<RpcInvocationResponse>;
+  };
+}
+
+/** The worker's answer to one invocation (`RpcInvocationResponse`, data parts only). */
+export interface RpcInvocationResponse {
+  outputData?: { name: string; data: unknown }[];
+  returnValue?: unknown;
+}
+
+/** The programming model `@azure/functions` registered; throws if it never did. */
+export function programmingModel(): ProgrammingModel {
+  const model = state().programmingModel as ProgrammingModel | undefined;
+  if (!model)
+    throw new Error(
+      '@azure/functions has not registered its programming model: the app must import @azure/functions before the host invokes it',
+    );
+  return model;
+}
+
 /** True once `@azure/functions` has handed the shim its programming model. */
 export function hasProgrammingModel(): boolean {
   return state().programmingModel !== undefined;

@@ -9,8 +9,9 @@
  */
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { HttpRequest, HttpResponse, type HttpResponseInit } from '@azure/functions';
+import { HttpResponse, type HttpResponseInit } from '@azure/functions';
 import { findRoute, type CompiledRoute } from './http-routes';
+import type { RpcHttpRequest } from './rpc';
 
 /** The Functions host's default request size limit (100 MB). */
 const MAX_BODY_BYTES = 100 * 1024 * 1024;
@@ -19,7 +20,7 @@ export interface HttpTarget {
   functionName: string;
 }
 
-export type HttpInvoke = (functionName: string, request: HttpRequest) => Promise<unknown>;
+export type HttpInvoke = (functionName: string, request: RpcHttpRequest) => Promise<HttpResponseInit>;
 
 export interface LocalHttpServer {
   readonly url: string;
@@ -161,14 +162,15 @@ export async function startHttpServer(o: HttpServerOptions): Promise<LocalHttpSe
       return;
     }
     const { route, params } = lookup.match;
-    const request = new HttpRequest({
+    // What the host sends the worker for an HTTP trigger (`RpcHttp`); the worker makes the HttpRequest.
+    const request: RpcHttpRequest = {
       method,
       url: url.href,
       headers: headerRecord(req),
       query: Object.fromEntries(url.searchParams),
       params,
       body: body.length > 0 ? { bytes: body } : undefined,
-    });
+    };
     let result: unknown;
     try {
       result = await o.invoke(route.target.functionName, request);

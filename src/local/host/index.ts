@@ -5,7 +5,7 @@ export { installFunctionsCoreShim } from './functions-core-shim';
 export type { InvokeFn, QueueDriverOptions, TriggerDriver } from './driver';
 export {
   createStorageQueueDriver,
-  decodeQueueMessage,
+  decodeQueueMessageText,
   poisonQueueName,
   StorageQueueDriver,
 } from './storage-queue-driver';

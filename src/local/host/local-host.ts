@@ -3,7 +3,10 @@
  * the app's own function modules, collects their `app.*` registrations through the
  * `@azure/functions-core` shim, and drives them with the host's semantics: timers (NCRONTAB),
  * storage-queue triggers (retry, dequeue count, poison queue), Service Bus queue triggers
- * (through `./servicebus-driver`) and HTTP routes on 127.0.0.1.
+ * (through `./servicebus-driver`) and HTTP routes on 127.0.0.1. Each invocation goes through
+ * the programming model that `@azure/functions` registered with the shim, as in the worker: the
+ * host-shaped RPC data (`./rpc`) becomes the handler's arguments with the package's own
+ * conversion (`getInvocationModel(...).getArguments()`), and its result the RPC response.
  *
  * Limits worth knowing:
  * - One LocalHost per process at a time (the shim and process.env are process-global).
@@ -27,18 +30,14 @@ import { randomUUID } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
-import { format } from 'node:util';
-import {
-  InvocationContext,
-  type HttpRequest,
-  type InvocationContextInit,
-  type LogLevel,
-} from '@azure/functions';
+import type { HttpResponseInit, LogLevel } from '@azure/functions';
 import { resolveBinding, resolveConnection, type SettingsLookup } from './binding-settings';
 import type { QueueDriverOptions, TriggerDriver } from './driver';
 import {
   captureRegistrations,
   hasProgrammingModel,
+  programmingModel,
+  type RpcInvocationResponse,
   installFunctionsCoreShim,
   setSystemLog,
   takeUncaptured,
@@ -50,6 +49,14 @@ import { readHostJson, type HostSettings } from './host-json';
 import { compileRoute, sortRoutes, type CompiledRoute } from './http-routes';
 import { startHttpServer, type HttpTarget, type LocalHttpServer } from './http-server';
 import { createStorageQueueDriver } from './storage-queue-driver';
+import {
+  fromRpcHttpResponse,
+  toRpcTriggerMetadata,
+  toRpcTypedData,
+  type RpcHttpRequest,
+  type RpcHttpResponse,
+  type RpcInvocation,
+} from './rpc';
 import { parseTimerSchedule, TimerDriver } from './timer-driver';
 
 // Installed on import, so that `@azure/functions` finds the shim whenever it first looks.
@@ -366,7 +373,7 @@ export class LocalHost {
   private async createDrivers(): Promise<void> {
     let serviceBusFactory: ServiceBusDriverFactory | undefined;
     for (const fn of this.byName.values()) {
-      const invoke = (input: unknown, meta: Record<string, unknown>) => this.invokeTracked(fn, input, meta);
+      const invoke = (rpc: RpcInvocation) => this.invokeTracked(fn, rpc);
       const driverLog = (line: string) => this.log('warn', `[${fn.name}] ${line}`);
       if (fn.triggerType === 'timerTrigger') {
         const schedule = fn.binding.schedule;
@@ -474,12 +481,16 @@ export class LocalHost {
     this.httpBaseUrl = this.server.url;
   }
 
-  private async invokeHttp(name: string, request: HttpRequest): Promise<unknown> {
+  private async invokeHttp(name: string, request: RpcHttpRequest): Promise<HttpResponseInit> {
     const fn = this.get(name);
-    const { result, context } = await this.runInvocation(fn, request, {});
+    const { response } = await this.runInvocation(fn, { input: { http: request }, triggerMetadata: {} });
+    // The worker answers an HTTP trigger with `RpcHttp` in its http output binding ($return or named).
     const out = Object.entries(fn.bindings).find(([, b]) => b.direction === 'out' && b.type === 'http');
-    if (!out || out[0] === '$return') return result;
-    return context.extraOutputs.get(String(out[1].name ?? out[0]));
+    const data =
+      !out || out[0] === '$return'
+        ? response.returnValue
+        : response.outputData?.find((o) => o.name === out[0])?.data;
+    return fromRpcHttpResponse((data as { http?: RpcHttpResponse } | undefined)?.http);
   }
 
   private get(name: string): HostedFunction {
@@ -496,43 +507,41 @@ export class LocalHost {
     for (const h of this.activeHooks(name)) await h.callback(coreContext);
   }
 
-  private async invokeTracked(
-    fn: HostedFunction,
-    input: unknown,
-    meta: Record<string, unknown>,
-  ): Promise<unknown> {
-    return (await this.runInvocation(fn, input, meta)).result;
+  private async invokeTracked(fn: HostedFunction, rpc: RpcInvocation): Promise<unknown> {
+    return (await this.runInvocation(fn, rpc)).result;
   }
 
-  /** One invocation with a real InvocationContext, pre/post invocation hooks and host-style logs. */
+  /**
+   * One invocation as the worker runs it: the app's own programming model (captured by the
+   * shim) turns the host's RPC data into the handler's arguments and its result into the RPC
+   * response; pre/post invocation hooks run around the call; host-style logs.
+   */
   private async runInvocation(
     fn: HostedFunction,
-    input: unknown,
-    triggerMetadata: Record<string, unknown>,
-  ): Promise<{ result: unknown; context: InvocationContext }> {
+    rpc: RpcInvocation,
+  ): Promise<{ result: unknown; response: RpcInvocationResponse }> {
     const invocationId = randomUUID();
     const prefix = `[${fn.name}]`;
-    const outputs = Object.entries(fn.bindings).filter(([k, b]) => b.direction === 'out' && k !== '$return');
-    const inputs = Object.entries(fn.bindings).filter(
-      ([k, b]) => b.direction === 'in' && k !== fn.triggerBindingName,
-    );
-    const ret = fn.bindings.$return;
-    const init: InvocationContextInit = {
+    const model = programmingModel();
+    const coreContext = {
       invocationId,
-      functionName: fn.name,
-      triggerMetadata,
-      logHandler: (level, ...args) => {
-        const l = toHostLevel(level);
-        if (l) this.log(l, `${prefix} ${format(...args)}`);
+      state: undefined as string | undefined,
+      metadata: { name: fn.name, bindings: fn.bindings },
+      request: {
+        invocationId,
+        inputData: [{ name: fn.triggerBindingName, data: rpc.input }],
+        triggerMetadata: rpc.triggerMetadata,
       },
-      options: {
-        trigger: { ...fn.binding, name: fn.triggerBindingName, type: fn.triggerType },
-        return: ret ? { ...ret, name: String(ret.name ?? '$return'), type: String(ret.type) } : undefined,
-        extraInputs: inputs.map(([k, b]) => ({ ...b, name: k, type: String(b.type) })),
-        extraOutputs: outputs.map(([k, b]) => ({ ...b, name: k, type: String(b.type) })),
+      log: (level: string, category: string, message: string) => {
+        const l = toHostLevel(level);
+        if (l)
+          this.log(
+            l,
+            category === 'system' ? `${prefix} [@azure/functions] ${message}` : `${prefix} ${message}`,
+          );
       },
     };
-    const context = new InvocationContext(init);
+    const invocation = model.getInvocationModel(coreContext);
     this.inFlight++;
     const started = Date.now();
     this.log('info', `${prefix} executing (id ${invocationId})`);
@@ -548,19 +557,22 @@ export class LocalHost {
         ? undefined
         : setTimeout(() => this.onTimeout(fn.name, invocationId, timeoutMs), timeoutMs);
     const run = async () => {
+      const { context, inputs } = await invocation.getArguments();
       const hookData: Record<string, unknown> = {};
       const pre = {
         invocationContext: context,
-        inputs: [input] as unknown[],
+        inputs,
         functionCallback: fn.handler,
         hookData,
         appHookData: this.appHookData,
       };
+      coreContext.state = 'preInvocationHooks';
       await this.runHooks('preInvocation', pre);
+      coreContext.state = 'invocation';
       let result: unknown;
       let error: unknown;
       try {
-        result = await pre.functionCallback(...pre.inputs, context);
+        result = await invocation.invokeFunction(context, pre.inputs, pre.functionCallback);
       } catch (e) {
         error = e ?? new Error('the function threw a nullish value');
       }
@@ -572,16 +584,17 @@ export class LocalHost {
         hookData,
         appHookData: this.appHookData,
       };
+      coreContext.state = 'postInvocationHooks';
       await this.runHooks('postInvocation', post);
       if (post.error !== undefined && post.error !== null) throw post.error;
-      return post.result;
+      return { result: post.result, response: await invocation.getResponse(context, post.result) };
     };
     const work = run();
     work.catch(() => undefined); // after a timeout nobody awaits it any more
     try {
-      const result = await Promise.race([work, aborted]);
+      const outcome = await Promise.race([work, aborted]);
       this.log('info', `${prefix} succeeded (id ${invocationId}, ${Date.now() - started} ms)`);
-      return { result, context };
+      return outcome;
     } catch (e) {
       this.log('error', `${prefix} failed (id ${invocationId}, ${Date.now() - started} ms): ${errorText(e)}`);
       throw e;
@@ -631,7 +644,12 @@ export class LocalHost {
     input: unknown,
     triggerMetadata: Record<string, unknown> = {},
   ): Promise<unknown> {
-    return this.invokeTracked(this.get(functionName), input, triggerMetadata);
+    // As the host would send them: the value serialized, the metadata keys as given (the worker
+    // camel-cases them and parses string values that are JSON).
+    return this.invokeTracked(this.get(functionName), {
+      input: toRpcTypedData(input),
+      triggerMetadata: toRpcTriggerMetadata(triggerMetadata),
+    });
   }
 
   /**

@@ -37,8 +37,8 @@
  *      every key, nested ones included: `ApplicationProperties.DeadLetterReason` becomes
  *      `applicationProperties.deadLetterReason`, and an application property `BatchId` would
  *      arrive as `batchId`.
- * `serviceBusTriggerMetadata` runs the three steps; test/local-host.test.ts checks step 3
- * against the real `@azure/functions` package.
+ * `serviceBusRpcTriggerMetadata` runs steps 1 and 2; the local host hands the result to the
+ * app's own `@azure/functions` for step 3, as the worker does (test/pipeline/local-host.test.ts).
  *
  * `isIdle()`: nothing in flight, and neither a message nor a receive error for at least
  * `pollIntervalMs` while the processor had credit (the queue's available messages looked
@@ -53,6 +53,7 @@ import type {
 import { createServiceBusClient } from '../../lib/transport/servicebus-transport';
 import type { ServiceBusAccess } from '../../lib/config';
 import type { QueueDriverOptions, TriggerDriver } from './driver';
+import { toRpcTriggerMetadata, toRpcTypedData, type RpcTypedData } from './rpc';
 
 export interface ServiceBusDriverOptions extends QueueDriverOptions {
   connectionString?: string;
@@ -151,64 +152,22 @@ export function serviceBusBindingData(
   };
 }
 
-/** The two shapes of RpcTypedData the host produces for trigger metadata values. */
-export type RpcMetadataValue = { string: string } | { json: string };
-
-/** Step 2: the host's ToRpc: null values are skipped, strings stay strings, the rest is JSON. */
-export function toRpcTriggerMetadata(bindingData: Record<string, unknown>): Record<string, RpcMetadataValue> {
-  const out: Record<string, RpcMetadataValue> = {};
-  for (const [key, value] of Object.entries(bindingData)) {
-    if (value === null || value === undefined) continue;
-    out[key] = typeof value === 'string' ? { string: value } : { json: JSON.stringify(value) };
-  }
-  return out;
-}
-
-function camelKey(key: string): string {
-  return key.charAt(0).toLowerCase() + key.slice(1);
-}
-
-function camelValue(v: unknown): unknown {
-  if (typeof v !== 'object' || v === null) return v;
-  if (Array.isArray(v)) return v.map(camelValue);
-  return Object.fromEntries(Object.entries(v).map(([k, x]) => [camelKey(k), camelValue(x)]));
-}
-
-/** Step 3: the worker's fromRpcTriggerMetadata: JSON-parse strings when possible, camel-case keys. */
-export function fromRpcTriggerMetadata(rpc: Record<string, RpcMetadataValue>): Record<string, unknown> {
-  const out: Record<string, unknown> = {};
-  for (const [key, data] of Object.entries(rpc)) {
-    let value: unknown;
-    if ('json' in data) value = JSON.parse(data.json);
-    else
-      try {
-        value = JSON.parse(data.string);
-      } catch {
-        value = data.string;
-      }
-    out[camelKey(key)] = camelValue(value);
-  }
-  return out;
-}
-
-/** The triggerMetadata a Node function gets for a Service Bus message in Azure. */
-export function serviceBusTriggerMetadata(
+/**
+ * Steps 1 and 2: the trigger metadata the host sends the worker for a Service Bus message (the
+ * worker's step 3 runs in the app's own `@azure/functions`, see rpc.ts).
+ */
+export function serviceBusRpcTriggerMetadata(
   m: ServiceBusReceivedMessage,
   fullyQualifiedNamespace = '',
-): Record<string, unknown> {
-  return fromRpcTriggerMetadata(toRpcTriggerMetadata(serviceBusBindingData(m, fullyQualifiedNamespace)));
+): Record<string, RpcTypedData> {
+  return toRpcTriggerMetadata(serviceBusBindingData(m, fullyQualifiedNamespace));
 }
 
-/** The body as the trigger binds it: parsed JSON stays an object; a JSON text or bytes are parsed when they can be. */
-export function serviceBusTriggerInput(body: unknown): unknown {
-  const text =
-    Buffer.isBuffer(body) || body instanceof Uint8Array ? Buffer.from(body).toString('utf8') : undefined;
-  if (text === undefined) return body;
-  try {
-    return JSON.parse(text);
-  } catch {
-    return text;
-  }
+/** The body as the host sends it: text (the worker binds parsed JSON, or the text), or JSON of a decoded AMQP value. */
+export function serviceBusRpcInput(body: unknown): RpcTypedData {
+  if (Buffer.isBuffer(body) || body instanceof Uint8Array)
+    return { string: Buffer.from(body).toString('utf8') };
+  return toRpcTypedData(body);
 }
 
 export class ServiceBusDriver implements TriggerDriver {
@@ -295,7 +254,10 @@ export class ServiceBusDriver implements TriggerDriver {
     const receiver = this.receiver!;
     let failure: unknown;
     try {
-      await this.o.invoke(serviceBusTriggerInput(m.body), serviceBusTriggerMetadata(m, this.namespace));
+      await this.o.invoke({
+        input: serviceBusRpcInput(m.body),
+        triggerMetadata: serviceBusRpcTriggerMetadata(m, this.namespace),
+      });
     } catch (e) {
       failure = e;
     }

@@ -15,6 +15,7 @@
  */
 import { QueueClient, type DequeuedMessageItem } from '@azure/storage-queue';
 import type { QueueDriverOptions, TriggerDriver } from './driver';
+import { toRpcTriggerMetadata } from './rpc';
 
 export interface StorageQueueDriverOptions extends QueueDriverOptions {
   connectionString: string;
@@ -38,8 +39,11 @@ export function poisonQueueName(queueName: string): string {
   return `${queueName}-poison`;
 }
 
-/** Decodes a queue message's text the way the queue trigger binds it: parsed JSON, or the text. */
-export function decodeQueueMessage(messageText: string, encoding: 'base64' | 'none'): unknown {
+/**
+ * The text of a queue message as the host hands it over (host.json `messageEncoding`); the
+ * worker then binds parsed JSON, or the text.
+ */
+export function decodeQueueMessageText(messageText: string, encoding: 'base64' | 'none'): string {
   let text = messageText;
   if (encoding === 'base64') {
     const compact = messageText.trim();
@@ -47,11 +51,7 @@ export function decodeQueueMessage(messageText: string, encoding: 'base64' | 'no
       throw new Error('the message is not valid base64 (host.json messageEncoding is base64)');
     text = Buffer.from(compact, 'base64').toString('utf8');
   }
-  try {
-    return JSON.parse(text);
-  } catch {
-    return text;
-  }
+  return text;
 }
 
 export function createStorageQueueDriver(o: StorageQueueDriverOptions): TriggerDriver {
@@ -175,16 +175,17 @@ export class StorageQueueDriver implements TriggerDriver {
     let failure: unknown;
     let succeeded = false;
     try {
-      const input = decodeQueueMessage(m.messageText, this.o.messageEncoding);
-      const triggerMetadata = {
-        id: m.messageId,
-        dequeueCount: Number(m.dequeueCount),
-        insertionTime: m.insertedOn.toISOString(),
-        expirationTime: m.expiresOn.toISOString(),
-        nextVisibleTime: m.nextVisibleOn.toISOString(),
-        popReceipt: m.popReceipt,
-      };
-      await this.o.invoke(input, triggerMetadata);
+      const input = decodeQueueMessageText(m.messageText, this.o.messageEncoding);
+      // The queue extension's binding data (PascalCase); the worker camel-cases it.
+      const triggerMetadata = toRpcTriggerMetadata({
+        Id: m.messageId,
+        DequeueCount: Number(m.dequeueCount),
+        InsertionTime: m.insertedOn.toISOString(),
+        ExpirationTime: m.expiresOn.toISOString(),
+        NextVisibleTime: m.nextVisibleOn.toISOString(),
+        PopReceipt: m.popReceipt,
+      });
+      await this.o.invoke({ input: { string: input }, triggerMetadata });
       succeeded = true;
     } catch (e) {
       failure = e;

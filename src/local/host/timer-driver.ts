@@ -117,19 +117,20 @@ export class TimerDriver implements TriggerDriver {
 
   private run(due: Date): Promise<void> {
     const now = new Date();
-    const input: TimerInput = {
-      isPastDue: false,
-      schedule: { adjustForDST: false },
-      scheduleStatus: {
-        last: (this.last ?? due).toISOString(),
-        next: this.o.schedule.nextAfter(now).toISOString(),
-        lastUpdated: now.toISOString(),
+    // The host's TimerInfo (PascalCase JSON); the worker camel-cases it into a TimerInput.
+    const input = {
+      Schedule: { AdjustForDST: false },
+      ScheduleStatus: {
+        Last: (this.last ?? due).toISOString(),
+        Next: this.o.schedule.nextAfter(now).toISOString(),
+        LastUpdated: now.toISOString(),
       },
+      IsPastDue: false,
     };
     this.last = due;
     const run = (async () => {
       try {
-        await this.o.invoke(input, {});
+        await this.o.invoke({ input: { json: JSON.stringify(input) }, triggerMetadata: {} });
       } catch (e) {
         this.o.log?.('error', `[${this.o.functionName}] timer run failed: ${errorMessage(e)}`);
         throw e;

@@ -246,11 +246,11 @@ export function readBusinessEventFlow(
       entity,
     };
   }
-  if (!finops) return undefined;
-  if (finops.entityKeys.entities().length === 0)
+  if (!present(fnoEnv.FNO_ENTITY_KEYS))
     problems.push(
       `Flows__${name}__EntityKeys is missing: a business-event flow needs the key fields of each entity it applies (e.g. "Customer groups=CustomerGroupId"), or set FNO_ENTITY_KEYS`,
     );
+  if (!finops) return undefined;
   return {
     name,
     type: 'business-event',

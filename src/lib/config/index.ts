@@ -274,6 +274,18 @@ export function loadConfig(env: Env = process.env) {
     if (flowTypeOf(own, name) === 'view-sync')
       flows.push(readFlow(name, own.get(name) ?? new Map(), shared, env, name === legacyName, problems));
   const businessEventFlows: BusinessEventFlowConfig[] = [];
+  for (const name of names) {
+    const type = own.get(name)?.get('Type');
+    const typeDef = flowSettings.find((d) => d.key === 'Type') as FlowSettingDefinition;
+    // A Type no reader knows would leave the flow silently unread: report it.
+    if (type && !['view-sync', 'business-event'].includes(flowTypeOf(own, name)))
+      parseSetting(
+        { ...typeDef, name: type.name, schema: flowSettingSchema(typeDef) },
+        type.name,
+        type.raw,
+        problems,
+      );
+  }
   for (const name of names)
     if (flowTypeOf(own, name) === 'business-event') {
       const mine = own.get(name) ?? new Map();

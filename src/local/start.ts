@@ -72,7 +72,12 @@ async function main(): Promise<void> {
     const finops =
       process.env.FINOPS_SIMULATOR === '0'
         ? undefined
-        : await startLocalFinops({ webhookUrl: () => webhookUrl });
+        : await startLocalFinops({
+            webhookUrl: () => webhookUrl,
+            controlPort: process.env.FINOPS_CONTROL_PORT
+              ? Number(process.env.FINOPS_CONTROL_PORT)
+              : undefined,
+          });
     if (finops) stops.push(() => finops.stop());
     const settings = {
       ...finops?.settings,

@@ -23,6 +23,7 @@ export async function businessEventHealth(
   let lastCompletedAt: string | null = null;
   let lastError: { message: string; at: string | null } | null = null;
   let blocked: string | null = null;
+  const inFlight: { stream: string; batchId: string }[] = [];
   const rows = e.deps.stateTable.listEntities<Record<string, unknown>>({
     queryOptions: {
       filter: odata`PartitionKey ge ${low} and PartitionKey lt ${high} and RowKey eq 'state'`,
@@ -32,7 +33,13 @@ export async function businessEventHealth(
     exports.seen++;
     const flowState = textFromProperties('flowState', r) || undefined;
     if (BusinessEventFlow.isDone(flowState)) exports.done++;
-    else if (r.currentBatchId) exports.inFlight++;
+    else if (r.currentBatchId) {
+      exports.inFlight++;
+      inFlight.push({
+        stream: String(r.partitionKey).slice('view|'.length),
+        batchId: String(r.currentBatchId),
+      });
+    }
     totals.applied += Number(r.recordsApplied ?? 0);
     totals.skipped += Number(r.recordsSkipped ?? 0);
     totals.quarantined += Number(r.recordsQuarantined ?? 0);
@@ -46,6 +53,35 @@ export async function businessEventHealth(
     }
     if (typeof r.blocked === 'string' && r.blocked) blocked = r.blocked;
   }
+  // The exports in flight as one batch line: what their manifests counted so far.
+  let batch: FlowHealth['batch'] = null;
+  for (const b of inFlight.slice(0, 50)) {
+    const m = await e.ledger(b.stream).getManifest(b.batchId);
+    if (!m) continue;
+    const dispatching = m.state === 'dispatching';
+    batch ??= {
+      id: `${inFlight.length} export(s)`,
+      state: dispatching ? 'dispatching' : 'dispatched',
+      from: null,
+      to: null,
+      messages: 0,
+      done: 0,
+      records: 0,
+      applied: 0,
+      skipped: 0,
+      quarantined: 0,
+      startedAt: m.createdAt,
+      ageSeconds: Math.max(0, Math.round((e.now() - Date.parse(m.createdAt)) / 1000)),
+    };
+    if (dispatching) batch.state = 'dispatching';
+    batch.messages = dispatching || batch.messages === null ? null : batch.messages + m.messageCount;
+    batch.records = dispatching || batch.records === null ? null : batch.records + m.recordCount;
+    batch.done += m.done;
+    batch.applied += m.applied;
+    batch.skipped += m.skipped;
+    batch.quarantined += m.quarantined;
+    if (m.createdAt < batch.startedAt) batch.startedAt = m.createdAt;
+  }
   const quarantined = await e.quarantine(flow.name).count();
   const status: FlowStatus = blocked ? 'blocked' : lastError || quarantined > 0 ? 'degraded' : 'ok';
   return {
@@ -53,7 +89,7 @@ export async function businessEventHealth(
     ...(await flow.describe()),
     status,
     exports,
-    batch: null,
+    batch,
     planning: null,
     quarantine: { count: quarantined },
     blocked,

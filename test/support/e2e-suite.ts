@@ -122,6 +122,7 @@ export function e2eSuite(v: E2eVariant): void {
       'syncControl',
       'syncTimer-inspections',
       'syncTimer-leads',
+      'webhookJobs',
     ]);
     expect(byName['syncTimer-leads']!.binding.schedule).toBe('*/10 * * * * *');
     expect(byName['syncTimer-inspections']!.binding.schedule).toBe('*/10 * * * * *');

@@ -61,6 +61,8 @@ beforeAll(async () => {
       Flows__erp__PollActivityId: ACTIVITY,
       Flows__plain__Type: 'business-event',
       Flows__plain__EntityKeys: `${VENDOR_GROUPS}=VendorGroupId`,
+      // Low enough for a 1.5 MB entry of repetitive rows to count as a zip bomb.
+      Flows__plain__PackageMaxRatio: '3',
     },
     httpPort: 0,
     enableTimers: false,
@@ -207,6 +209,39 @@ describe('business events through the local host', () => {
     expect(entries[0]!.payload).not.toContain('sig=');
     expect([...(await targetRows()).keys()].some((k) => k.startsWith('plain|'))).toBe(false);
     expect((await health()).plain).toMatchObject({ status: 'degraded', quarantine: { count: 1 } });
+  });
+
+  it('refused downloads (another host, http:, a zip bomb) are quarantined with the reason, nothing applied', async () => {
+    const quarantine = new Quarantine(tableClient(access(), `fo${id}quarantine`), 'plain');
+    const vendors = (n: number) => ({
+      entity: VENDOR_GROUPS,
+      format: 'csv' as const,
+      columns: ['VendorGroupId', 'Description'],
+      rows: generatedRows(n, (i) => ({
+        VendorGroupId: `VB${i}`,
+        Description: 'the same text again and again',
+      })),
+    });
+    const before = new Set((await quarantine.list()).map((e) => e.id));
+    const file = sim.addExport(vendors(3));
+    const url = new URL(sim.downloadUrl(file.exportId));
+    url.hostname = 'localhost'; // not on the allow-list (127.0.0.1)
+    await sim.sendBusinessEvent(webhook(), file, { extra: { DownloadURL: url.toString() } });
+    url.hostname = '127.0.0.1';
+    url.protocol = 'http:';
+    await sim.sendBusinessEvent(webhook(), file, { extra: { DownloadURL: url.toString() } });
+    const bomb = sim.addPackage([vendors(40_000)]);
+    await sim.sendBusinessEvent(webhook(), bomb);
+    await idle();
+    const errors = (await quarantine.list()).filter((e) => !before.has(e.id)).map((e) => e.error);
+    expect(errors).toHaveLength(3);
+    expect(errors.join('\n')).toContain('host localhost is not on the allow-list');
+    expect(errors.join('\n')).toMatch(/http:.* is not https/);
+    expect(errors.join('\n')).toMatch(/package .* is rejected: .*inflates .*zip bomb/);
+    expect(errors.join('\n')).not.toContain('sig=');
+    expect(
+      [...(await targetRows()).keys()].some((k) => k.startsWith(`plain|${VENDOR_GROUPS}:VendorGroupId=VB`)),
+    ).toBe(false);
   });
 
   it('a malformed CSV row is quarantined with its file and line number, the rest applied', async () => {

@@ -110,6 +110,16 @@ describe('business-event flows', () => {
     ]);
   });
 
+  it('refuses an invalid poll schedule at registration', () => {
+    expect(() =>
+      registrationSettings({
+        Flows__erp__Type: 'business-event',
+        Flows__erp__PollActivityId: '0d2c6f4e-1b7a-4c1e-9f3a-5b8e7d6c4a21',
+        Flows__erp__PollSchedule: 'hourly',
+      }),
+    ).toThrow(/Flows__erp__PollSchedule is invalid/);
+  });
+
   it('knows the per-flow keys for the settings-consistency check', () => {
     expect(isKnownSettingName('Flows__erp__EntityKeys')).toBe(true);
     expect(isKnownSettingName('Flows__erp__FnoClientSecret')).toBe(true);

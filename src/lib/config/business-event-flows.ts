@@ -14,7 +14,7 @@
  */
 import { z } from 'zod';
 import { readFinopsSettings, type FinopsSettings } from '../finops/settings';
-import { ncrontabSchema } from '../ncrontab';
+import { ncrontabProblem, ncrontabSchema } from '../ncrontab';
 import type { TargetSettings } from '../targets/target-settings';
 import type { FlowSettingDefinition } from './flow-settings';
 
@@ -271,6 +271,7 @@ export function businessEventRegistration(
   names: readonly string[],
   own: Map<string, OwnSettings>,
   env: Env,
+  problems: string[] = [],
 ): { name: string; pollSchedule?: string }[] {
   return names.map((name) => {
     const mine = own.get(name) ?? new Map<string, { name: string; raw: string }>();
@@ -278,6 +279,9 @@ export function businessEventRegistration(
     const enabled = mine.get('PollEnabled')?.raw.trim().toLowerCase();
     const schedule = mine.get('PollSchedule')?.raw.trim() || DEFAULT_POLL_SCHEDULE;
     const polls = enabled === 'true' || (enabled !== 'false' && present(activity));
+    const bad = polls ? ncrontabProblem(schedule) : undefined;
+    if (bad)
+      problems.push(`Flows__${name}__PollSchedule is invalid (got ${JSON.stringify(schedule)}): ${bad}`);
     return polls ? { name, pollSchedule: schedule } : { name };
   });
 }

@@ -416,6 +416,7 @@ export function registrationSettings(env: Env = process.env) {
     [...names].filter((name) => flowTypeOf(own, name) === 'business-event'),
     own,
     env,
+    problems,
   );
   // Only what registration reads must be valid now; the rest is reported on first use.
   const relevant = problems.filter((p) =>

@@ -1,17 +1,21 @@
 /**
- * Benchmark (not a test): an F&O CSV export of `rows` rows processed end to end, download +
- * parse + record ids, with the peak memory of that side. The export is generated on the fly by
- * the F&O simulator (streamed, never held in memory) and served over HTTPS on loopback; the
- * download + parse run in a child process (bench/finops-csv-child.ts) so the simulator's own
- * memory is not counted. Issue 9's goal: peak RSS ≤ 300 MB for 1,000,000 rows.
+ * Benchmark (not a test, part of `npm run bench`, section `finops`): an F&O CSV export of `rows`
+ * rows processed end to end on the app's code path (download → parse → records → chunks →
+ * records messages → conditional writes to a target), with the peak memory of that side. The
+ * export is generated on the fly by the F&O simulator (streamed, never held in memory) and served
+ * over HTTPS on loopback; the app side runs in a child process (bench/finops-csv-child.ts) so the
+ * simulator's own memory is not counted. Issue 9's goal: peak RSS ≤ 300 MB for 1,000,000 rows.
  *
- * Run (after `npm run build`): node -e "require('./dist/bench/finops-csv').benchFinopsCsv(1e6).then(console.log)"
+ * Alone (after `npm run build`): node -e "require('./dist/bench/finops-csv').benchFinopsCsv(1e6).then(console.log)"
  */
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { FinOpsSimulator, generatedRows } from '../src/local/finops-simulator';
 import type { FinopsCsvChildResult } from './finops-csv-child';
+
+/** Beyond 2^53, as F&O's are: the version of every row. */
+const CONTROL_NUMBER = '9007199254740993';
 
 export interface FinopsCsvBenchResult {
   rows: number;
@@ -64,7 +68,10 @@ export async function benchFinopsCsv(
     if (existsSync(childJs)) {
       child = await new Promise<FinopsCsvChildResult>((resolve, reject) => {
         const p = spawn(process.execPath, [childJs], {
-          env: { ...process.env, BENCH_FINOPS: JSON.stringify({ url, caPem: sim.caPem }) },
+          env: {
+            ...process.env,
+            BENCH_FINOPS: JSON.stringify({ url, caPem: sim.caPem, controlNumber: CONTROL_NUMBER }),
+          },
           stdio: ['ignore', 'pipe', 'inherit'],
         });
         let out = '';
@@ -78,11 +85,13 @@ export async function benchFinopsCsv(
       });
     } else {
       // Run from sources (no build): same process, so the figure includes the simulator.
-      const { downloadAndParse } = await import('./finops-csv-child.js');
-      child = await downloadAndParse(url, sim.caPem);
+      const { processExport } = await import('./finops-csv-child.js');
+      child = await processExport(url, sim.caPem, CONTROL_NUMBER);
     }
-    if (child.rows !== rows || child.malformed !== 0)
-      throw new Error(`read ${child.rows} rows and ${child.malformed} malformed, expected ${rows} rows`);
+    if (child.rows !== rows || child.malformed !== 0 || child.applied !== rows)
+      throw new Error(
+        `read ${child.rows} rows (${child.malformed} malformed), applied ${child.applied}, expected ${rows}`,
+      );
     return {
       rows: child.rows,
       seconds: child.seconds,

@@ -17,6 +17,7 @@ import { createApp, type AppServices } from './lib/compose';
 import { loadConfig } from './lib/config';
 import { AppError, errorText } from './lib/errors';
 import { flowHealth } from './lib/batch/health';
+import { businessEventHealth } from './lib/flows/business-event/health';
 import { healthReport } from './lib/health';
 import { consoleLog } from './lib/log';
 
@@ -28,8 +29,9 @@ const USAGE = `usage: syncbridge [--settings FILE] <command>
 --flow may be left out when the app has one flow.`;
 
 function pickFlow(app: AppServices, name: string | undefined): string {
-  if (name) return app.flow(name).name;
-  if (app.flows.length === 1) return app.flows[0]!.name;
+  // engine.flow knows every flow (view-sync and business-event) and names them when it fails.
+  if (name) return app.engine.flow(name).name;
+  if (app.engine.flows.length === 1) return app.engine.flows[0]!.name;
   throw new AppError(
     'validation',
     `this app has several flows (${app.flows.map((f) => f.name).join(', ')}); name one with --flow`,
@@ -60,7 +62,12 @@ export async function main(argv: string[]): Promise<number> {
   try {
     const [command, sub, ...ids] = positionals;
     if (command === 'status') {
-      const report = sub ? await flowHealth(app.engine, app.flow(sub)) : await healthReport(app);
+      const be = sub ? app.businessEventFlows.find((f) => f.name === sub) : undefined;
+      const report = be
+        ? await businessEventHealth(app.engine, be)
+        : sub
+          ? await flowHealth(app.engine, app.flow(sub))
+          : await healthReport(app);
       console.log(JSON.stringify(report, null, 2));
       return 0;
     }
@@ -78,7 +85,7 @@ export async function main(argv: string[]): Promise<number> {
         console.error(`quarantine ${sub} needs entry ids (see: quarantine list) or --all`);
         return 2;
       }
-      const flow = app.flow(pickFlow(app, values.flow));
+      const flow = app.engine.flow(pickFlow(app, values.flow));
       const report =
         sub === 'replay'
           ? await replayQuarantined(app.engine, flow, selection, consoleLog)

@@ -13,6 +13,13 @@ import { fileShareCursorStore } from './cursor/fileshare-cursor-store';
 import { noFaults, type Faults } from './faults';
 import { FlowfinityViewClient } from './flowfinity/view-client';
 import { ViewSyncFlow } from './flows/view-sync/flow';
+import { BusinessEventFlow } from './flows/business-event/flow';
+import {
+  BUSINESS_EVENT_JOB_KIND,
+  businessEventJobHandler,
+  createBusinessEventFlow,
+  finopsLocalOverrides,
+} from './flows/business-event/runtime';
 import type { JobHandler } from './jobs/worker';
 import type { CursorStore, TargetReader, TargetSystem, Transport, ViewSource } from './ports';
 import { azureCredential, blobServiceClient, queueServiceClient, tableClient } from './storage/clients';
@@ -35,6 +42,8 @@ export interface AppServices {
   /** The view-sync flows, by name. */
   flows: ViewSyncFlow[];
   flow(name: string): ViewSyncFlow;
+  /** The business-event (F&O data export) flows, by name. */
+  businessEventFlows: BusinessEventFlow[];
   /** Read access to a flow's target (health, tests, CLI). */
   targetReader(flow: string): TargetReader;
   /** Accepted webhook events and their jobs (de-duplication markers, claims, outcomes). */
@@ -49,6 +58,8 @@ export interface ServiceOverrides {
   view?: (flow: FlowConfig) => ViewSource;
   cursor?: (flow: FlowConfig) => CursorStore;
   target?: (flow: FlowConfig) => TargetSystem & Partial<TargetReader>;
+  /** Replaces a business-event flow's target (tests, benchmark). */
+  businessEventTarget?: (flow: string) => TargetSystem & Partial<TargetReader>;
   transport?: Transport;
   faults?: Faults;
   now?: () => number;
@@ -135,6 +146,22 @@ export function createApp(config: Config, o: ServiceOverrides = {}): AppServices
       target,
     });
   });
+  const businessEventFlows = config.businessEventFlows.map((f) => {
+    const target =
+      o.businessEventTarget?.(f.name) ??
+      createTarget(f.target, {
+        concurrency: APPLY_CONCURRENCY,
+        credential: azureCredential,
+        createTableTarget: () => tableTarget(f.target.tableName),
+      });
+    readers.set(f.name, target as Partial<TargetReader>);
+    return createBusinessEventFlow(f, {
+      target,
+      defaultCredential: azureCredential,
+      overrides: finopsLocalOverrides(),
+      now: o.now,
+    });
+  });
   const engine = new Engine(
     {
       transport,
@@ -144,14 +171,17 @@ export function createApp(config: Config, o: ServiceOverrides = {}): AppServices
       now: o.now ?? Date.now,
       instanceId: o.instanceId ?? randomUUID(),
     },
-    flows,
+    [...flows, ...businessEventFlows],
   );
   const byName = new Map(flows.map((f) => [f.name, f]));
   const jobHandlers = new Map<string, JobHandler>();
+  if (businessEventFlows.length > 0)
+    jobHandlers.set(BUSINESS_EVENT_JOB_KIND, businessEventJobHandler(engine, businessEventFlows));
   return {
     config,
     engine,
     flows,
+    businessEventFlows,
     flow: (name) => {
       const f = byName.get(name);
       if (!f) engine.flow(name); // throws the ConfigError naming the flows this app has
@@ -168,7 +198,7 @@ export function createApp(config: Config, o: ServiceOverrides = {}): AppServices
     jobHandlers,
     close: async () => {
       await transport.close();
-      await Promise.all(flows.map((f) => f.target.close?.()));
+      await Promise.all([...flows, ...businessEventFlows].map((f) => f.target.close?.()));
     },
   };
 }

@@ -154,6 +154,8 @@ export class FinOpsSimulator {
     eventsSent: 0,
   };
   readonly faults: FinOpsFaults;
+  /** Test hook: runs when a message is acknowledged, before the answer (to see the app's state at ack time). */
+  onAck?: (correlationId: string) => void | Promise<void>;
 
   private readonly exports = new Map<string, StoredExport>();
   private readonly executions = new Map<string, Execution>();
@@ -779,6 +781,7 @@ export class FinOpsSimulator {
         error: { code: 'BadRequest', message: 'the PopReceipt is not the current one' },
       });
     m.acked = true;
+    await this.onAck?.(m.correlationId);
     res.writeHead(200).end();
   }
 }

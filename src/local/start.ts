@@ -17,6 +17,7 @@ import { startAzurite } from './azurite';
 import { FlowfinitySimulator } from './flowfinity-simulator';
 import { LocalHost } from './host';
 import { localSettings } from './local-settings';
+import { startLocalFinops, LOCAL_FINOPS_FLOW } from './finops-local';
 
 async function main(): Promise<void> {
   const stops: (() => Promise<void> | void)[] = [];
@@ -66,11 +67,26 @@ async function main(): Promise<void> {
       extraViews = sims.slice(1).map((s) => ({ flow: s.flow, viewUrl: s.sim.viewUrl }));
     }
 
-    const settings = localSettings({
-      storageConnectionString: azurite.connectionString,
-      ...view,
-      extraViews,
-    });
+    // The F&O simulator and one business-event flow (`erp`); FINOPS_SIMULATOR=0 leaves it out.
+    let webhookUrl = '';
+    const finops =
+      process.env.FINOPS_SIMULATOR === '0'
+        ? undefined
+        : await startLocalFinops({
+            webhookUrl: () => webhookUrl,
+            controlPort: process.env.FINOPS_CONTROL_PORT
+              ? Number(process.env.FINOPS_CONTROL_PORT)
+              : undefined,
+          });
+    if (finops) stops.push(() => finops.stop());
+    const settings = {
+      ...finops?.settings,
+      ...localSettings({
+        storageConnectionString: azurite.connectionString,
+        ...view,
+        extraViews,
+      }),
+    };
     const config = loadConfig(settings);
     const app = createApp(config);
     await app.engine.ensureReady();
@@ -92,6 +108,14 @@ async function main(): Promise<void> {
     console.log(`functions: ${host.functions.map((f) => `${f.name} (${f.triggerType})`).join(', ')}`);
     const schedules = config.flows.map((f) => `${f.name} ${f.schedule}`).join(', ');
     console.log(`health: ${host.httpUrl}/api/health   schedules: ${schedules}   Ctrl-C to stop\n`);
+    if (finops) {
+      webhookUrl = `${host.httpUrl}/api/webhooks/business-event`;
+      console.log(
+        `F&O simulator: ${finops.sim.baseUrl}  flow ${LOCAL_FINOPS_FLOW}: business events at ${webhookUrl}, polling every 10 s\n` +
+          `  fire an export:   npm run simulator -- finops fire-export --rows 1000   (--mode poll: through dequeue/ack)\n` +
+          `  see rows arrive:  the "${LOCAL_FINOPS_FLOW}" line below (applied=...), ${host.httpUrl}/api/health, table finopsrecords\n`,
+      );
+    }
 
     // A first sync at once, as a timer with runOnStartup would: records flow before the first tick.
     for (const f of config.flows)

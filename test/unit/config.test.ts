@@ -118,6 +118,7 @@ describe('configuration', () => {
       controlQueue: 'sync-control',
       jobsQueue: 'jobs',
       flows: [{ name: 'default', schedule: '0 */5 * * * *' }],
+      businessEventFlows: [],
     });
     expect(
       registrationSettings({

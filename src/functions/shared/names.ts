@@ -2,3 +2,6 @@
 
 /** The timer function of a view-sync flow. */
 export const timerName = (flow: string) => `syncTimer-${flow}`;
+
+/** The dequeue timer of a business-event flow in polling mode. */
+export const finopsPollTimerName = (flow: string) => `finopsPoll-${flow}`;

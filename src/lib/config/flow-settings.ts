@@ -12,6 +12,7 @@
 import { z } from 'zod';
 import { cursorDirectorySchema, cursorFileNameSchema } from '../cursor/cursor-path';
 import { targetSettingDefinitions } from '../targets/target-settings';
+import { businessEventFlowSettings } from './business-event-flows';
 import { settings, type SettingName } from './settings';
 
 export interface FlowSettingDefinition {
@@ -38,8 +39,9 @@ const sharedSchema = (name: SettingName): z.ZodType => settings.find((s) => s.na
 export const flowSettings = [
   {
     key: 'Type',
-    description: 'What the flow is: `view-sync` (a Flowfinity view read from a cursor).',
-    schema: z.enum(['view-sync']),
+    description:
+      'What the flow is: `view-sync` (a Flowfinity view read from a cursor) or `business-event` (Dynamics 365 F&O data exports, by business event or polling).',
+    schema: z.enum(['view-sync', 'business-event']),
   },
   {
     key: 'ViewUrl',
@@ -87,6 +89,8 @@ export const flowSettings = [
     shared: d.name,
     ...('secret' in d ? { secret: d.secret } : {}),
   })),
+  // Dynamics 365 F&O data exports (Type=business-event): src/lib/config/business-event-flows.ts.
+  ...businessEventFlowSettings,
 ] as const satisfies readonly FlowSettingDefinition[];
 
 export type FlowSettingKey = (typeof flowSettings)[number]['key'];

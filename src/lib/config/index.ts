@@ -8,6 +8,11 @@ import { assertFileShareCursorAvailable } from '../cursor/fileshare-availability
 import { parseTargetSettings, type TargetSettingName, type TargetSettings } from '../targets/target-settings';
 import { ConfigError } from '../errors';
 import {
+  businessEventRegistration,
+  readBusinessEventFlow,
+  type BusinessEventFlowConfig,
+} from './business-event-flows';
+import {
   FLOW_SETTING_PATTERN,
   flowSettingName,
   flowSettings,
@@ -20,6 +25,7 @@ import { flowName, settings, type SettingDefinition, type SettingName, type Sett
 export { ConfigError };
 export { settings, type SettingDefinition, type SettingName } from './settings';
 export { flowSettingKeys, flowSettings, FLOW_SETTING_PATTERN, flowSettingName } from './flow-settings';
+export type { BusinessEventFlowConfig } from './business-event-flows';
 
 type Env = Record<string, string | undefined>;
 
@@ -267,6 +273,30 @@ export function loadConfig(env: Env = process.env) {
   for (const name of names)
     if (flowTypeOf(own, name) === 'view-sync')
       flows.push(readFlow(name, own.get(name) ?? new Map(), shared, env, name === legacyName, problems));
+  const businessEventFlows: BusinessEventFlowConfig[] = [];
+  for (const name of names) {
+    const type = own.get(name)?.get('Type');
+    const typeDef = flowSettings.find((d) => d.key === 'Type') as FlowSettingDefinition;
+    // A Type no reader knows would leave the flow silently unread: report it.
+    if (type && !['view-sync', 'business-event'].includes(flowTypeOf(own, name)))
+      parseSetting(
+        { ...typeDef, name: type.name, schema: flowSettingSchema(typeDef) },
+        type.name,
+        type.raw,
+        problems,
+      );
+  }
+  for (const name of names)
+    if (flowTypeOf(own, name) === 'business-event') {
+      const mine = own.get(name) ?? new Map();
+      const f = readBusinessEventFlow(
+        name,
+        mine,
+        businessEventContext(name, mine, shared, env, problems),
+        problems,
+      );
+      if (f) businessEventFlows.push(f);
+    }
   const files = new Map<string, string>();
   for (const f of flows) {
     const other = files.get(f.cursorFile.toLowerCase());
@@ -314,6 +344,40 @@ export function loadConfig(env: Env = process.env) {
       serviceBusTier: v('SERVICE_BUS_TIER')!,
     },
     flows,
+    /** Dynamics 365 F&O data-export flows (`Type=business-event`). */
+    businessEventFlows,
+  };
+}
+
+/** What a business-event flow takes from the shared settings and the per-flow keys it shares with view-sync. */
+function businessEventContext(
+  name: string,
+  own: Map<string, { name: string; raw: string }>,
+  shared: Shared,
+  env: Env,
+  problems: string[],
+) {
+  const value = (key: 'MaxBatch' | 'RecordsPerMessage' | 'PoisonPolicy' | 'TargetTableName'): unknown => {
+    const def = flowSettings.find((d) => d.key === key) as FlowSettingDefinition;
+    const mine = own.get(key);
+    if (mine)
+      return parseSetting(
+        { name: mine.name, description: def.description, schema: flowSettingSchema(def), secret: def.secret },
+        mine.name,
+        mine.raw,
+        problems,
+      );
+    return def.shared ? shared.get(def.shared) : undefined;
+  };
+  return {
+    env,
+    flowValue: value,
+    shared: {
+      maxAttempts: shared.get('SYNC_MAX_ATTEMPTS')!,
+      planLeaseSeconds: shared.get('SYNC_PLAN_LEASE_SECONDS')!,
+      stallSeconds: shared.get('SYNC_STALL_SECONDS')!,
+    },
+    target: readTarget(name, own, env, problems),
   };
 }
 
@@ -348,6 +412,12 @@ export function registrationSettings(env: Env = process.env) {
       : pick('SYNC_SCHEDULE');
     return { name, schedule };
   });
+  const businessEvent = businessEventRegistration(
+    [...names].filter((name) => flowTypeOf(own, name) === 'business-event'),
+    own,
+    env,
+    problems,
+  );
   // Only what registration reads must be valid now; the rest is reported on first use.
   const relevant = problems.filter((p) =>
     /^(TRANSPORT|SYNC_SCHEDULE|SYNC_RECORDS_QUEUE|SYNC_CONTROL_QUEUE|SYNC_JOBS_QUEUE|SYNC_VIEW_NAME|Flows__)/i.test(
@@ -361,6 +431,8 @@ export function registrationSettings(env: Env = process.env) {
     controlQueue: pick('SYNC_CONTROL_QUEUE'),
     jobsQueue: pick('SYNC_JOBS_QUEUE'),
     flows,
+    /** Business-event flows: the webhook route exists when there is one; a poll timer per polling flow. */
+    businessEventFlows: businessEvent,
   };
 }
 

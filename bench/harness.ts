@@ -26,7 +26,7 @@ import type {
 import { TableTarget } from '../src/lib/targets/table-target';
 import type { FlowfinitySimulator } from '../src/local/flowfinity-simulator';
 import { StorageQueueDriver } from '../src/local/host/storage-queue-driver';
-import { workerView } from '../src/local/host/rpc';
+import { asWorker } from '../src/local/host/rpc';
 
 export const VIEW = 'leads';
 
@@ -258,10 +258,7 @@ export class BenchPipeline {
       new StorageQueueDriver({
         connectionString: o.connectionString,
         queueName,
-        invoke: (rpc) => {
-          const w = workerView(rpc);
-          return invoke(w.input, w.triggerMetadata);
-        },
+        invoke: asWorker(invoke),
         maxConcurrency: o.concurrency,
         // host.json default: half the batch size.
         newBatchThreshold: Math.floor(o.concurrency / 2),

@@ -20,6 +20,7 @@ import { StorageQueueDriver } from '../../src/local/host/storage-queue-driver';
 import { sharedAzurite } from '../support/azurite';
 import { quietLog, RecordingTarget } from '../support/pipeline';
 import { waitFor } from '../support/wait';
+import { asWorker } from '../../src/local/host/rpc';
 
 const ACTIVITY = '7b0c1d2e-3f40-4a5b-8c6d-7e8f9a0b1c2d';
 let sim: FinOpsSimulator;
@@ -70,7 +71,7 @@ beforeAll(async () => {
   ) =>
     new StorageQueueDriver({
       queueName,
-      invoke,
+      invoke: asWorker(invoke),
       connectionString: cs,
       maxConcurrency: 8,
       pollIntervalMs: 20,

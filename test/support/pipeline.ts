@@ -34,7 +34,7 @@ import { deadLetterReasonOf } from '../../src/lib/transport/dead-letter';
 import type { AzureFilesServer } from './azure-files-server';
 import { infraQueueOptions } from './infra-queues';
 import type { ServiceBusTestServer } from './servicebus-server';
-import { workerView, type RpcInvocation } from '../../src/local/host/rpc';
+import { asWorker } from '../../src/local/host/rpc';
 
 export const quietLog: Log = { info() {}, warn() {}, error() {} };
 
@@ -168,10 +168,7 @@ export class Pipeline {
     const driver = (queueName: string, invoke: Invoke): TriggerDriver => {
       const common = {
         queueName,
-        invoke: (rpc: RpcInvocation) => {
-          const w = workerView(rpc);
-          return invoke(w.input, w.triggerMetadata);
-        },
+        invoke: asWorker(invoke),
         maxConcurrency: o.concurrency ?? 8,
         pollIntervalMs: 20,
       };

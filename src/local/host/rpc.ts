@@ -95,3 +95,13 @@ export function workerView(rpc: RpcInvocation): { input: unknown; triggerMetadat
     triggerMetadata[camelKey(key)] = camelValue(fromTypedData(data));
   return { input: fromTypedData(rpc.input), triggerMetadata };
 }
+
+/** A driver's `invoke` for a handler that takes what the worker would hand it (see workerView). */
+export function asWorker(
+  handler: (input: unknown, triggerMetadata: Record<string, unknown>) => Promise<unknown>,
+): (rpc: RpcInvocation) => Promise<unknown> {
+  return (rpc) => {
+    const w = workerView(rpc);
+    return handler(w.input, w.triggerMetadata);
+  };
+}

@@ -113,6 +113,8 @@ export class Pipeline {
   private readonly drivers: TriggerDriver[];
   /** Added to Date.now() for the pipeline's clock (to expire a crashed planner's lease). */
   clockOffsetMs = 0;
+  /** The engine's back-off waits, recorded instead of slept (the schedule is the settings'). */
+  readonly waits: number[] = [];
   private readonly tableTarget: TableTarget;
 
   constructor(private readonly o: PipelineOptions) {
@@ -157,6 +159,9 @@ export class Pipeline {
       faults: o.faults,
       cursor: () => this.cursor,
       now: () => Date.now() + this.clockOffsetMs,
+      sleep: async (ms) => {
+        this.waits.push(ms);
+      },
     });
     this.engine = this.app.engine;
     const maxAttempts = o.maxDequeueCount ?? 3;

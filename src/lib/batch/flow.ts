@@ -24,6 +24,14 @@ export interface BatchSettings {
   planLeaseSeconds: number;
   stallSeconds: number;
   poisonPolicy: 'quarantine' | 'block';
+  /**
+   * Waits before a failing message is handed back for redelivery, by delivery count (index
+   * deliveryCount - 1; the last value repeats); also between the last delivery's in-process
+   * retry rounds and before a dead-letter handler rethrows. See applier.ts.
+   */
+  retryBackoffMs: readonly number[];
+  /** Longest a plan may read its source before its request is aborted (planner.ts). */
+  planDeadlineSeconds: number;
 }
 
 /** A record as a flow produces it. `id` is unique within the flow; `version` orders its changes. */

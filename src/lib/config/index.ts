@@ -171,6 +171,8 @@ function readFlow(
       planLeaseSeconds: shared.get('SYNC_PLAN_LEASE_SECONDS')!,
       stallSeconds: shared.get('SYNC_STALL_SECONDS')!,
       poisonPolicy: value('PoisonPolicy') as 'quarantine' | 'block',
+      retryBackoffMs: (shared.get('SYNC_RETRY_BACKOFF_SECONDS') ?? [0]).map((s) => s * 1000),
+      planDeadlineSeconds: shared.get('SYNC_PLAN_DEADLINE_SECONDS')!,
     },
     lookback: num('Lookback'),
     stateField: str('StateField'),
@@ -253,6 +255,12 @@ export function loadConfig(env: Env = process.env) {
   )
     problems.push(
       'ServiceBusConnection is missing: TRANSPORT=servicebus needs a Service Bus connection string, or ServiceBusConnection__fullyQualifiedNamespace for managed identity (or set TRANSPORT=storagequeue)',
+    );
+  // A planner still reading its source when its lease expires would race the next one, and a
+  // lease is only renewed while dispatching: the deadline must end the plan first.
+  if ((v('SYNC_PLAN_DEADLINE_SECONDS') ?? 0) >= (v('SYNC_PLAN_LEASE_SECONDS') ?? Infinity))
+    problems.push(
+      `SYNC_PLAN_DEADLINE_SECONDS (${v('SYNC_PLAN_DEADLINE_SECONDS')}) must be below SYNC_PLAN_LEASE_SECONDS (${v('SYNC_PLAN_LEASE_SECONDS')}): lower the deadline or raise the lease`,
     );
   if (v('SYNC_RECORDS_QUEUE') && v('SYNC_RECORDS_QUEUE') === v('SYNC_CONTROL_QUEUE'))
     problems.push('SYNC_CONTROL_QUEUE must differ from SYNC_RECORDS_QUEUE');

@@ -20,8 +20,15 @@ async function targetRecords(run: ScheduleRun) {
 async function quarantined(run: ScheduleRun, f: FlowWorld): Promise<Set<string>> {
   const out = new Set<string>();
   for (const q of await run.engine.quarantine(f.name).list()) {
-    if (q.kind !== 'record')
+    // A record the target refuses is `record`; one that only ever failed transiently, through
+    // the last delivery's own retries, is `transient-exhausted` (never passed off as permanent).
+    const poison = run.poisoned.get(`${f.name}|${q.recordId}|${q.version}`);
+    if (q.kind !== 'record' && q.kind !== 'transient-exhausted')
       run.violations.push(`unexpected ${q.kind} quarantine entry of ${f.name}: ${q.error}`);
+    else if (poison === 'permanent' && q.kind !== 'record')
+      run.violations.push(`${f.name}: permanent poison ${q.recordId} quarantined as ${q.kind}`);
+    else if (poison !== 'permanent' && q.kind === 'record')
+      run.violations.push(`${f.name}: transient failure of ${q.recordId} quarantined as permanent`);
     if (q.stream !== f.name)
       run.violations.push(`${f.name}'s quarantine holds an entry of stream ${q.stream}`);
     out.add(`${f.name}|${q.recordId}|${q.version}`);

@@ -212,6 +212,8 @@ export class ScheduleRun {
       transport: new ModelTransport(this),
       faults: new ModelFaults(this),
       now: () => this.clock,
+      // The applier's back-off before a redelivery: the model's deliveries are its own steps.
+      sleep: async () => {},
       instanceId: 'p0.0',
     });
     this.engine = app.engine;

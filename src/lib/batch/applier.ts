@@ -23,8 +23,8 @@
  * keeps a storage outage from spinning the handler.
  *
  * The last delivery. A record failing with a transient error there is not a bad record: it gets
- * in-process retry rounds first (waiting the same schedule between rounds, at most
- * FINAL_RETRY_ROUNDS of them, so the whole delivery stays bounded), and only a record whose own
+ * in-process retry rounds first (waiting the same schedule between rounds, each wait at most
+ * 60 s and at most FINAL_RETRY_ROUNDS of them, so the whole delivery stays bounded), and only a record whose own
  * retries are exhausted too is quarantined, as kind `transient-exhausted` (not `record`), so an
  * operator sees it was the target's outage and `replay` is the fix. Quarantining it there
  * rather than rethrowing is deliberate: the message would only go to the dead-letter queue and
@@ -64,6 +64,16 @@ export interface DeliveryInfo {
 
 /** In-process retry rounds of the transiently failing records of a last delivery. */
 export const FINAL_RETRY_ROUNDS = 3;
+/**
+ * Longest wait before one such round: with the longest schedule the setting accepts (240 s
+ * each), the rounds (3 × 60 s) plus the wait before rethrowing (240 s) stay at 7 min, inside
+ * the 10-min functionTimeout with room for the applying itself.
+ */
+export const FINAL_ROUND_MAX_WAIT_MS = 60_000;
+
+/** The wait before in-process retry round `round` (1-based) of a last delivery. */
+export const finalRoundWaitMs = (schedule: readonly number[], round: number) =>
+  Math.min(backoffMs(schedule, round), FINAL_ROUND_MAX_WAIT_MS);
 
 /** The wait before the `n`-th redelivery (1-based), or between the `n`-th retry rounds. */
 export function backoffMs(schedule: readonly number[], n: number): number {
@@ -157,7 +167,7 @@ async function applyOnce(e: Engine, input: unknown, delivery: DeliveryInfo, log:
   for (let round = 1; isolate && round <= FINAL_RETRY_ROUNDS; round++) {
     const retry = failing.filter((f) => !isPermanent(f.error));
     if (retry.length === 0) break;
-    const wait = backoffMs(settings.retryBackoffMs, round);
+    const wait = finalRoundWaitMs(settings.retryBackoffMs, round);
     log.warn('last delivery: retrying transiently failing records in-process', {
       stream,
       batchId,

@@ -53,6 +53,9 @@ export interface PlanOptions {
   input?: unknown;
 }
 
+/** The error code of a completion that found the stream's position moved by another writer. */
+export const CURSOR_CONFLICT = 'cursor_conflict';
+
 /** The plan's deadline passed while it was reading its source. */
 export class PlanDeadlineError extends TransientError {
   constructor(stream: string, seconds: number) {
@@ -126,7 +129,7 @@ async function releaseLease(ledger: Ledger, owner: string, o: { clearError?: boo
           leaseOwner: '',
           leaseUntil: 0,
           leaseSince: 0,
-          ...(o.clearError && s.lastError ? { lastError: '', lastErrorAt: '' } : {}),
+          ...(o.clearError && s.lastError ? { lastError: '', lastErrorAt: '', lastErrorCode: '' } : {}),
         }
       : undefined,
   );
@@ -171,6 +174,19 @@ async function inspectBatchInFlight(
   }
   // dispatched or completing
   if (isDrained(m)) {
+    // While the flow's completion keeps conflicting (another writer moved the cursor), every
+    // repair would only fail its deliveries into the control queue's dead-letter queue, one per
+    // tick. Pause until the flow says the conflict is gone (the operator fixed the cursor).
+    if (state.lastErrorCode === CURSOR_CONFLICT && flow.completionConflict) {
+      const conflict = await flow.completionConflict({ batchId, from: m.from, to: m.to });
+      if (conflict) {
+        log.warn('drain repair paused: the completion still conflicts', { stream: ledger.stream, batchId });
+        return {
+          kind: 'blocked',
+          reason: `batch ${batchId} is drained; its completion is paused until the conflict is resolved: ${conflict}`,
+        };
+      }
+    }
     log.warn('batch drained but not completed: re-sending its drain signal', {
       stream: ledger.stream,
       batchId,

@@ -224,6 +224,18 @@ export class ViewSyncFlow implements BatchFlow {
     return { flowState: JSON.stringify(next) };
   }
 
+  /** The cursor is neither where the batch starts (it can complete) nor where it ends (it did). */
+  async completionConflict(b: {
+    batchId: string;
+    from: string | undefined;
+    to: string;
+  }): Promise<string | undefined> {
+    const current = await this.cursor.read();
+    const from = b.from === undefined ? undefined : BigInt(b.from);
+    if (current === from || current === BigInt(b.to)) return undefined;
+    return new CursorConflictError(this.name, b.batchId, from, current).message;
+  }
+
   async describe(flowState: string | undefined): Promise<ViewSyncDescription> {
     const cursor = await this.cursor.read();
     const late = parseJson<ViewSyncState>(flowState)?.late;

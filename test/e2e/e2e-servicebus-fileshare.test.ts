@@ -34,6 +34,7 @@ e2eSuite({
     applyRecords: { triggerType: 'serviceBusTrigger', queueName: 'sync-records' },
     recordsPoison: { triggerType: 'serviceBusTrigger', queueName: 'sync-records/$deadletterqueue' },
     syncControl: { triggerType: 'serviceBusTrigger', queueName: 'sync-control' },
+    controlPoison: { triggerType: 'serviceBusTrigger', queueName: 'sync-control/$deadletterqueue' },
   },
   afterSync: (flows) => {
     // Each flow's cursor lives in the file share, as the plain number the tutorial's flow reads:

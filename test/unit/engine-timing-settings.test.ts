@@ -69,6 +69,19 @@ describe('engine timing settings', () => {
     );
   });
 
+  it('an unset deadline follows a shorter planner lease (3/4 of it); a set one is checked against it', () => {
+    expect(loadConfig({ ...valid, SYNC_PLAN_LEASE_SECONDS: '30' }).flows[0]!.batch.planDeadlineSeconds).toBe(
+      22,
+    );
+    expect(
+      loadConfig({ ...valid, SYNC_PLAN_LEASE_SECONDS: '3600' }).flows[0]!.batch.planDeadlineSeconds,
+    ).toBe(420);
+    expect(
+      loadConfig({ ...valid, SYNC_PLAN_LEASE_SECONDS: '30', SYNC_PLAN_DEADLINE_SECONDS: '20' }).flows[0]!
+        .batch.planDeadlineSeconds,
+    ).toBe(20);
+  });
+
   it('refuses a wait above 240 s, a non-number, and a deadline not below the planner lease', () => {
     expect(problemsOf({ ...valid, SYNC_RETRY_BACKOFF_SECONDS: '5,300' }).join('\n')).toMatch(
       /SYNC_RETRY_BACKOFF_SECONDS is invalid.*at most 240 s/,

@@ -172,7 +172,7 @@ function readFlow(
       stallSeconds: shared.get('SYNC_STALL_SECONDS')!,
       poisonPolicy: value('PoisonPolicy') as 'quarantine' | 'block',
       retryBackoffMs: (shared.get('SYNC_RETRY_BACKOFF_SECONDS') ?? [0]).map((s) => s * 1000),
-      planDeadlineSeconds: shared.get('SYNC_PLAN_DEADLINE_SECONDS')!,
+      planDeadlineSeconds: planDeadlineSeconds(env, shared.get),
     },
     lookback: num('Lookback'),
     stateField: str('StateField'),
@@ -180,6 +180,20 @@ function readFlow(
     cursorFile,
     target: { ...readTarget(name, own, env, problems), tableName: str('TargetTableName') },
   };
+}
+
+/**
+ * SYNC_PLAN_DEADLINE_SECONDS as set; unset, its default (420 s: inside the 10-min functionTimeout
+ * with room to finish dispatching), lowered to 3/4 of a shorter planner lease so that the
+ * deadline always ends a plan before its lease can pass to another planner.
+ */
+function planDeadlineSeconds(
+  env: Env,
+  get: <K extends SettingName>(name: K) => SettingValues[K] | undefined,
+): number {
+  const deadline = get('SYNC_PLAN_DEADLINE_SECONDS')!;
+  if (present(env.SYNC_PLAN_DEADLINE_SECONDS)) return deadline;
+  return Math.min(deadline, Math.floor(get('SYNC_PLAN_LEASE_SECONDS')! * 0.75));
 }
 
 /** The flow's target settings: its own `Flows__<flow>__Target...`, else the shared TARGET_*. */
@@ -258,7 +272,10 @@ export function loadConfig(env: Env = process.env) {
     );
   // A planner still reading its source when its lease expires would race the next one, and a
   // lease is only renewed while dispatching: the deadline must end the plan first.
-  if ((v('SYNC_PLAN_DEADLINE_SECONDS') ?? 0) >= (v('SYNC_PLAN_LEASE_SECONDS') ?? Infinity))
+  if (
+    present(env.SYNC_PLAN_DEADLINE_SECONDS) &&
+    (v('SYNC_PLAN_DEADLINE_SECONDS') ?? 0) >= (v('SYNC_PLAN_LEASE_SECONDS') ?? Infinity)
+  )
     problems.push(
       `SYNC_PLAN_DEADLINE_SECONDS (${v('SYNC_PLAN_DEADLINE_SECONDS')}) must be below SYNC_PLAN_LEASE_SECONDS (${v('SYNC_PLAN_LEASE_SECONDS')}): lower the deadline or raise the lease`,
     );

@@ -175,7 +175,7 @@ export const settings = [
   {
     name: 'SYNC_PLAN_DEADLINE_SECONDS',
     description:
-      "Longest a plan (timer tick or `poll` message) may read its source: when it passes, the view request is aborted, the planner lease released and the plan fails (the next tick retries). Must stay well inside host.json functionTimeout (10 min) and below SYNC_PLAN_LEASE_SECONDS; it bounds the view client's timeout × retries.",
+      "Longest a plan (timer tick or `poll` message) may read its source: when it passes, the view request is aborted, the planner lease released and the plan fails (the next tick retries). It bounds the view client's timeout × retries, well inside host.json functionTimeout (10 min). Set, it must be below SYNC_PLAN_LEASE_SECONDS; unset, it is at most 3/4 of that lease.",
     default: '420',
     schema: int(10, 3600),
   },

@@ -118,7 +118,11 @@ export interface BatchFlow {
    * writer): a reason, or undefined when it would not. Asked only while the stream's last error
    * is a completion conflict; while it answers a reason, drain repairs are paused.
    */
-  completionConflict?(b: { batchId: string; from: string | undefined; to: string }): Promise<string | undefined>;
+  completionConflict?(b: {
+    batchId: string;
+    from: string | undefined;
+    to: string;
+  }): Promise<string | undefined>;
   /** Whether a record's fields mean "deleted" (for quarantine entries written before flows). */
   isDeleted?(data: Record<string, unknown>): boolean;
   /** The flow's own facts for health (a cursor and its location, ...), given its stored state. */

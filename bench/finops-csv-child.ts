@@ -95,6 +95,8 @@ export async function processExport(
       planLeaseSeconds: 600,
       stallSeconds: 1800,
       poisonPolicy: 'quarantine',
+      retryBackoffMs: [0],
+      planDeadlineSeconds: 420,
     },
     target,
     finops,

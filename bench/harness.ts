@@ -23,6 +23,7 @@ import type {
   TargetRecord,
   TargetSystem,
 } from '../src/lib/ports';
+import { PostgresTarget } from '../src/lib/targets/postgres-target';
 import { TableTarget } from '../src/lib/targets/table-target';
 import type { FlowfinitySimulator } from '../src/local/flowfinity-simulator';
 import { StorageQueueDriver } from '../src/local/host/storage-queue-driver';
@@ -90,10 +91,25 @@ export class MemoryTarget implements TargetSystem {
   }
 }
 
-export type TargetKind = 'table' | 'memory';
+export type TargetKind = 'table' | 'memory' | 'postgres';
 
-export function makeTarget(kind: TargetKind, connectionString: string, tableName: string): TargetSystem {
+export function makeTarget(
+  kind: TargetKind,
+  connectionString: string,
+  tableName: string,
+  postgresUrl?: string,
+): TargetSystem & { close?(): Promise<void> } {
   if (kind === 'memory') return new MemoryTarget();
+  if (kind === 'postgres') {
+    if (!postgresUrl) throw new Error('the postgres target needs a PostgreSQL connection string');
+    // One connection per concurrent apply, as the app sizes its pool to the function's concurrency.
+    const t = new PostgresTarget({
+      connection: { kind: 'connectionString', connectionString: postgresUrl },
+      table: tableName.toLowerCase(),
+      poolSize: 16,
+    });
+    return Object.assign(t, { close: () => t.pool.end() });
+  }
   return new TableTarget(tableClient({ kind: 'connectionString', connectionString }, tableName));
 }
 
@@ -201,6 +217,8 @@ export interface BenchPipelineOptions {
   trackKeys?: boolean;
   /** Default 'table' (the real TableTarget on Azurite). */
   target?: TargetKind;
+  /** The PostgreSQL server of the `postgres` target. */
+  postgresUrl?: string;
 }
 
 /** Environment for a syncbridge run with its own queues, tables and cursor container. */
@@ -239,14 +257,18 @@ export class BenchPipeline {
   readonly cursor: TimedCursor;
   readonly log = new CountingLog();
   private readonly drivers: StorageQueueDriver[];
+  private readonly closeTarget: () => Promise<void>;
 
   constructor(private readonly o: BenchPipelineOptions) {
     this.config = loadConfig(benchEnv(o.connectionString, o.sim, this.id, o.env));
-    this.target = new LatencyTarget(
-      makeTarget(o.target ?? 'table', o.connectionString, this.config.flows[0]!.target.tableName),
-      o.targetLatencyMs,
-      o.trackKeys,
+    const inner = makeTarget(
+      o.target ?? 'table',
+      o.connectionString,
+      this.config.flows[0]!.target.tableName,
+      o.postgresUrl,
     );
+    this.closeTarget = () => inner.close?.() ?? Promise.resolve();
+    this.target = new LatencyTarget(inner, o.targetLatencyMs, o.trackKeys);
     this.cursor = new TimedCursor(createCursorStore(this.config, this.config.flows[0]!));
     this.app = createApp(this.config, { target: () => this.target, cursor: () => this.cursor });
     const engine = this.app.engine;
@@ -300,6 +322,7 @@ export class BenchPipeline {
   async stop(): Promise<void> {
     await Promise.all(this.drivers.map((d) => d.stop()));
     await this.app.close();
+    await this.closeTarget();
   }
 
   tick(): Promise<PlanOutcome> {

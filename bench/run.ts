@@ -25,6 +25,7 @@ import {
   type MemoryResult,
   type ThroughputResult,
 } from './scenarios';
+import { startPostgres } from '../test/support/postgres';
 
 type Section = 'throughput' | 'sweep' | 'cost' | 'memory' | 'latency' | 'finops';
 const ALL: Section[] = ['throughput', 'sweep', 'cost', 'memory', 'latency', 'finops'];
@@ -36,13 +37,15 @@ function parseArgs(argv: string[]) {
   const sections = only ? (only.split(',').filter((s) => (ALL as string[]).includes(s)) as Section[]) : ALL;
   if (argv.includes('--help')) {
     console.log(
-      'usage: npm run bench -- [--quick] [--only=throughput,sweep,cost,memory,latency,finops] [--poll-ms=100]',
+      'usage: npm run bench -- [--quick] [--only=throughput,sweep,cost,memory,latency,finops] [--poll-ms=100] [--no-postgres]',
     );
     process.exit(0);
   }
   return {
     quick,
     sections,
+    /** Leave out the throughput table's PostgreSQL row (embedded PostgreSQL, ~3 s to start). */
+    noPostgres: argv.includes('--no-postgres'),
     /** Pause of an idle queue poller (the real host backs off from 100 ms to maxPollingInterval). */
     pollIntervalMs: poll ? Number(poll) : 100,
     targetLatencyMs: 5,
@@ -269,6 +272,32 @@ async function main(): Promise<number> {
           writes: opt.ceilingWrites,
         }),
       );
+      // The same run to a PostgreSQL table (embedded PostgreSQL, same +latency per write): after
+      // the rows above, which later figures read by position.
+      if (!opt.noPostgres) {
+        progress(
+          `throughput: syncbridge to PostgreSQL, ${opt.backlog} records, concurrency ${opt.concurrency}`,
+        );
+        const pg = await startPostgres();
+        try {
+          const pgSim = await newSim(opt.backlog);
+          rows.push(
+            await syncbridgeThroughput({
+              connectionString: cs,
+              sim: pgSim,
+              concurrency: opt.concurrency,
+              latencyMs: opt.targetLatencyMs,
+              pollIntervalMs: opt.pollIntervalMs,
+              maxBatch: 5000,
+              target: 'postgres',
+              postgresUrl: pg.connectionString,
+            }),
+          );
+          await dropSim(pgSim);
+        } finally {
+          await pg.stop();
+        }
+      }
       const bugSim = await newSim(10);
       const bug = await tutorialEmptyResultBug({ connectionString: cs, sim: bugSim });
       await dropSim(bugSim);

@@ -58,6 +58,7 @@ export async function syncbridgeThroughput(o: {
   pollIntervalMs: number;
   maxBatch: number;
   target?: TargetKind;
+  postgresUrl?: string;
 }): Promise<ThroughputResult> {
   const records = o.sim.size;
   const final = lastVersion(o.sim);
@@ -69,6 +70,7 @@ export async function syncbridgeThroughput(o: {
     pollIntervalMs: o.pollIntervalMs,
     env: { SYNC_MAX_BATCH: String(o.maxBatch) },
     target: o.target,
+    postgresUrl: o.postgresUrl,
   });
   try {
     await p.start();
@@ -86,7 +88,7 @@ export async function syncbridgeThroughput(o: {
         `syncbridge applied ${p.target.applied} of ${records} records (${p.target.skipped} skipped)`,
       );
     return {
-      impl: 'syncbridge',
+      impl: o.target === 'postgres' ? 'syncbridge → PostgreSQL' : 'syncbridge',
       target: o.target ?? 'table',
       records,
       concurrency: o.concurrency,

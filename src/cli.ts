@@ -7,6 +7,7 @@
  *   npm run cli -- quarantine list [--flow NAME]
  *   npm run cli -- quarantine replay <id...> | --all [--flow NAME]
  *   npm run cli -- quarantine discard <id...> | --all [--flow NAME]
+ *   npm run cli -- cursor break-lease [--flow NAME] [--force]
  *
  * `--flow` may be left out when the app has one flow.
  */
@@ -26,6 +27,8 @@ const USAGE = `usage: syncbridge [--settings FILE] <command>
   quarantine list [--flow NAME]                     every quarantined record with its error and attempts
   quarantine replay <id...> | --all [--flow NAME]   apply again (skips versions the target already has)
   quarantine discard <id...> | --all [--flow NAME]  drop entries (e.g. malformed data fixed at the source)
+  cursor break-lease [--flow NAME] [--force]        end a crashed holder's lease on the cursor file (Azure Files);
+                                                    refuses a healthy holder's unless --force
 --flow may be left out when the app has one flow.`;
 
 function pickFlow(app: AppServices, name: string | undefined): string {
@@ -38,6 +41,21 @@ function pickFlow(app: AppServices, name: string | undefined): string {
   );
 }
 
+/** `cursor break-lease`: 0 when the lease was broken or there was none, 1 when refused. */
+async function breakCursorLease(app: AppServices, o: { flow?: string; force?: boolean }): Promise<number> {
+  const flow = app.flow(pickFlow(app, o.flow));
+  if (!flow.cursor.breakLease) {
+    console.error(
+      `flow ${flow.name}'s cursor (${flow.cursor.describe()}) is not in an Azure file share: it has no lease to break`,
+    );
+    return 2;
+  }
+  const result = await flow.cursor.breakLease({ force: o.force === true });
+  console.log(JSON.stringify({ flow: flow.name, cursor: flow.cursor.describe(), ...result }, null, 2));
+  // Refused: a holder was seen (its stamp age is known) and its lease left alone.
+  return !result.broken && result.holderStampAgeMs !== undefined ? 1 : 0;
+}
+
 export async function main(argv: string[]): Promise<number> {
   const { values, positionals } = parseArgs({
     args: argv,
@@ -46,6 +64,7 @@ export async function main(argv: string[]): Promise<number> {
       settings: { type: 'string' },
       flow: { type: 'string' },
       all: { type: 'boolean' },
+      force: { type: 'boolean' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -93,6 +112,7 @@ export async function main(argv: string[]): Promise<number> {
       console.log(JSON.stringify(report, null, 2));
       return report.failed.length ? 1 : 0;
     }
+    if (command === 'cursor' && sub === 'break-lease') return await breakCursorLease(app, values);
     console.error(USAGE);
     return 2;
   } finally {

@@ -64,6 +64,8 @@ export interface ServiceOverrides {
   faults?: Faults;
   now?: () => number;
   instanceId?: string;
+  /** The engine's waits (back-off before a failing message is redelivered). */
+  sleep?: (ms: number) => Promise<void>;
 }
 
 export function createCursorStore(config: Config, flow: FlowConfig): CursorStore {
@@ -170,6 +172,7 @@ export function createApp(config: Config, o: ServiceOverrides = {}): AppServices
       faults: o.faults ?? noFaults,
       now: o.now ?? Date.now,
       instanceId: o.instanceId ?? randomUUID(),
+      sleep: o.sleep,
     },
     [...flows, ...businessEventFlows],
   );

@@ -25,6 +25,24 @@ export interface CursorStore {
   compareAndSet(expected: bigint | undefined, next: bigint): Promise<CompareAndSetResult>;
   /** Human-readable location, without secrets (for logs and health). */
   describe(): string;
+  /** A store whose writers hold a lease (Azure Files): whether the file is leased, and stale. */
+  leaseStatus?(): Promise<CursorLeaseStatus>;
+  /** Ends the file's lease: only a stale one unless forced (`syncbridge cursor break-lease`). */
+  breakLease?(o?: { force?: boolean }): Promise<CursorBreakLeaseResult>;
+}
+
+export interface CursorLeaseStatus {
+  leased: boolean;
+  /** The lease looks abandoned (a crashed holder): the file unchanged for the stale period. */
+  stale: boolean;
+  /** How long the leased file has gone unchanged, by the service's clock. */
+  ageMs?: number;
+}
+
+export interface CursorBreakLeaseResult {
+  broken: boolean;
+  holderStampAgeMs?: number;
+  reason: string;
 }
 
 export type CompareAndSetResult = { ok: true } | { ok: false; current: bigint | undefined };

@@ -8,6 +8,7 @@ e2eSuite({
     applyRecords: { triggerType: 'queueTrigger', queueName: 'sync-records' },
     recordsPoison: { triggerType: 'queueTrigger', queueName: 'sync-records-poison' },
     syncControl: { triggerType: 'queueTrigger', queueName: 'sync-control' },
+    controlPoison: { triggerType: 'queueTrigger', queueName: 'sync-control-poison' },
     webhookJobs: { triggerType: 'queueTrigger', queueName: 'jobs' },
   },
 });

@@ -34,6 +34,7 @@ e2eSuite({
     applyRecords: { triggerType: 'serviceBusTrigger', queueName: 'sync-records' },
     recordsPoison: { triggerType: 'serviceBusTrigger', queueName: 'sync-records/$deadletterqueue' },
     syncControl: { triggerType: 'serviceBusTrigger', queueName: 'sync-control' },
+    controlPoison: { triggerType: 'serviceBusTrigger', queueName: 'sync-control/$deadletterqueue' },
     webhookJobs: { triggerType: 'serviceBusTrigger', queueName: 'jobs' },
   },
   afterSync: (flows) => {

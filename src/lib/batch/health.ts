@@ -40,9 +40,14 @@ export async function flowHealth(
   const ledger = e.ledger(stream);
   const [state, quarantined] = await Promise.all([ledger.getState(), e.quarantine(flow.name).count()]);
   const m = state.currentBatchId ? await ledger.getManifest(state.currentBatchId) : undefined;
+  const own = (await flow.describe?.(state.flowState)) ?? {};
+  // A flow's own warnings (a stale cursor lease...) degrade it too.
+  const warned = Array.isArray((own as { warnings?: unknown }).warnings)
+    ? (own as { warnings: unknown[] }).warnings.length > 0
+    : false;
   const status: FlowStatus = state.blocked
     ? 'blocked'
-    : state.lastError || quarantined > 0
+    : state.lastError || quarantined > 0 || warned
       ? 'degraded'
       : 'ok';
   const age = (since: number) => Math.max(0, Math.round((e.now() - since) / 1000));
@@ -51,7 +56,6 @@ export async function flowHealth(
     state.leaseOwner && (state.leaseUntil ?? 0) > e.now() && state.leaseSince
       ? { since: new Date(state.leaseSince).toISOString(), ageSeconds: age(state.leaseSince) }
       : null;
-  const own = (await flow.describe?.(state.flowState)) ?? {};
   return {
     flow: flow.name,
     ...own,

@@ -60,6 +60,8 @@ export interface StreamState {
   blocked?: string;
   lastError?: string;
   lastErrorAt?: string;
+  /** The last error's machine-readable code (`cursor_conflict` pauses drain repairs: planner.ts). */
+  lastErrorCode?: string;
   lastCompletedAt?: string;
   lastCompletedBatchId?: string;
   recordsApplied: number;
@@ -116,6 +118,7 @@ function toStreamState(e: TableEntityResult<Row>): StreamState {
     blocked: opt(e, 'blocked'),
     lastError: opt(e, 'lastError'),
     lastErrorAt: opt(e, 'lastErrorAt'),
+    lastErrorCode: opt(e, 'lastErrorCode'),
     lastCompletedAt: opt(e, 'lastCompletedAt'),
     lastCompletedBatchId: opt(e, 'lastCompletedBatchId'),
     // `recordsSynced` is what state written before flows called it.
@@ -228,8 +231,12 @@ export class Ledger {
     }
   }
 
-  async recordError(message: string, at: Date): Promise<void> {
-    await this.updateState(() => ({ lastError: message.slice(0, 2000), lastErrorAt: at.toISOString() }));
+  async recordError(message: string, at: Date, code = ''): Promise<void> {
+    await this.updateState(() => ({
+      lastError: message.slice(0, 2000),
+      lastErrorAt: at.toISOString(),
+      lastErrorCode: code,
+    }));
   }
 
   // ---- manifests --------------------------------------------------------------------------

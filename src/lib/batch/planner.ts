@@ -11,9 +11,18 @@
  *    what it yields (dispatch.ts): malformed items are quarantined as they come, records are
  *    chunked into messages and sent, and the manifest is finalised with the flow's end.
  * An empty collection writes nothing: no manifest, and the flow's position is never touched.
+ *
+ * Deadline: a plan behind a timer tick or a `poll` message must end well inside the host's
+ * functionTimeout (host.json, 10 min), or the host restarts the worker and every message in
+ * flight loses a delivery. The view client's own bounds (timeout × retries + back-off) can add
+ * up to more than that, so the plan's source is read under SYNC_PLAN_DEADLINE_SECONDS: when it
+ * passes, the source's request is aborted (its AbortSignal), the plan fails with a
+ * PlanDeadlineError and releases its lease; a batch it had started dispatching is left
+ * `dispatching` without a lease, which the next plan abandons and re-plans from the same
+ * position (what was sent is harmless: applying is idempotent).
  */
 import { randomBytes } from 'node:crypto';
-import { errorText } from '../errors';
+import { errorText, TransientError } from '../errors';
 import { isSimulatedCrash } from '../faults';
 import type { Log } from '../ports';
 import { Dispatcher, sendDrained } from './dispatch';
@@ -42,6 +51,22 @@ export interface PlanOptions {
   stream?: string;
   /** Handed to the flow's collect (an event for a per-event stream). */
   input?: unknown;
+}
+
+/** The error code of a completion that found the stream's position moved by another writer. */
+export const CURSOR_CONFLICT = 'cursor_conflict';
+
+/** The plan's deadline passed while it was reading its source. */
+export class PlanDeadlineError extends TransientError {
+  constructor(stream: string, seconds: number) {
+    super(
+      `planning stream ${stream} passed its deadline of ${seconds} s (SYNC_PLAN_DEADLINE_SECONDS) while reading its source: ` +
+        'the request was aborted and the planner lease released; the next tick or poll tries again. ' +
+        'If the source is this slow every time, lower FLOWFINITY_TIMEOUT_MS × FLOWFINITY_MAX_RETRIES or SYNC_MAX_BATCH.',
+      { code: 'plan_deadline' },
+    );
+    this.name = 'PlanDeadlineError';
+  }
 }
 
 /**
@@ -77,8 +102,11 @@ export async function plan(e: Engine, flow: BatchFlow, log: Log, o: PlanOptions 
   }
 
   let outcome: PlanOutcome;
+  const deadline = new AbortController();
+  const seconds = flow.settings.planDeadlineSeconds;
+  const timer = setTimeout(() => deadline.abort(new PlanDeadlineError(stream, seconds)), seconds * 1000);
   try {
-    outcome = await planNewBatch(e, flow, ledger, owner, leased, o.input, log);
+    outcome = await planNewBatch(e, flow, ledger, owner, leased, o.input, log, deadline.signal);
   } catch (err) {
     // A process that dies keeps its lease until it expires: so must a simulated crash.
     if (!isSimulatedCrash(err))
@@ -86,6 +114,8 @@ export async function plan(e: Engine, flow: BatchFlow, log: Log, o: PlanOptions 
         log.warn('could not release the planner lease', { error: errorText(x) }),
       );
     throw err;
+  } finally {
+    clearTimeout(timer);
   }
   // A run that got this far reached its source: a previous run's error is no longer current.
   await releaseLease(ledger, owner, { clearError: outcome.kind !== 'busy' });
@@ -99,7 +129,7 @@ async function releaseLease(ledger: Ledger, owner: string, o: { clearError?: boo
           leaseOwner: '',
           leaseUntil: 0,
           leaseSince: 0,
-          ...(o.clearError && s.lastError ? { lastError: '', lastErrorAt: '' } : {}),
+          ...(o.clearError && s.lastError ? { lastError: '', lastErrorAt: '', lastErrorCode: '' } : {}),
         }
       : undefined,
   );
@@ -144,6 +174,19 @@ async function inspectBatchInFlight(
   }
   // dispatched or completing
   if (isDrained(m)) {
+    // While the flow's completion keeps conflicting (another writer moved the cursor), every
+    // repair would only fail its deliveries into the control queue's dead-letter queue, one per
+    // tick. Pause until the flow says the conflict is gone (the operator fixed the cursor).
+    if (state.lastErrorCode === CURSOR_CONFLICT && flow.completionConflict) {
+      const conflict = await flow.completionConflict({ batchId, from: m.from, to: m.to });
+      if (conflict) {
+        log.warn('drain repair paused: the completion still conflicts', { stream: ledger.stream, batchId });
+        return {
+          kind: 'blocked',
+          reason: `batch ${batchId} is drained; its completion is paused until the conflict is resolved: ${conflict}`,
+        };
+      }
+    }
     log.warn('batch drained but not completed: re-sending its drain signal', {
       stream: ledger.stream,
       batchId,
@@ -182,6 +225,7 @@ async function planNewBatch(
   state: StreamState,
   input: unknown,
   log: Log,
+  deadline: AbortSignal,
 ): Promise<PlanOutcome> {
   await e.faults.at('plan.collect');
   const controller = new AbortController();
@@ -189,13 +233,15 @@ async function planNewBatch(
     stream: ledger.stream,
     input,
     flowState: state.flowState,
-    signal: controller.signal,
+    signal: AbortSignal.any([controller.signal, deadline]),
     log,
   });
   const dispatcher = new Dispatcher(e, flow, ledger, owner, collection.from, log);
   const quarantine = e.quarantine(flow.name);
   try {
     for await (const item of collection.items) {
+      // A source that ignores its signal still cannot run the plan past its deadline.
+      if (deadline.aborted) throw deadline.reason;
       if (item.kind === 'malformed') {
         // Durably quarantined before the stream's position can ever pass it.
         await quarantine.put({

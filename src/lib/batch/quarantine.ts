@@ -15,7 +15,13 @@ export type QuarantineKind =
   /** A source item that failed validation (raw JSON kept). */
   | 'malformed'
   /** A record too large for one queue message. */
-  | 'oversize';
+  | 'oversize'
+  /**
+   * A record that kept failing with an error a later attempt may not see (target down, 5xx,
+   * timeout) through every delivery and the last delivery's own retries: not a bad record,
+   * so `replay` once the target is back is the fix.
+   */
+  | 'transient-exhausted';
 
 export interface QuarantineEntry {
   kind: QuarantineKind;

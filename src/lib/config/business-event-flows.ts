@@ -175,6 +175,8 @@ export interface BusinessEventFlowConfig {
     maxAttempts: number;
     planLeaseSeconds: number;
     stallSeconds: number;
+    retryBackoffMs: number[];
+    planDeadlineSeconds: number;
     poisonPolicy: 'quarantine' | 'block';
   };
   target: TargetSettings & { tableName: string };
@@ -188,7 +190,13 @@ export interface BusinessEventReadContext {
   /** A shared per-flow key's value (MaxBatch, RecordsPerMessage, PoisonPolicy, TargetTableName), parsed. */
   flowValue(key: 'MaxBatch' | 'RecordsPerMessage' | 'PoisonPolicy' | 'TargetTableName'): unknown;
   /** The shared batch settings every flow takes. */
-  shared: { maxAttempts: number; planLeaseSeconds: number; stallSeconds: number };
+  shared: {
+    maxAttempts: number;
+    planLeaseSeconds: number;
+    stallSeconds: number;
+    retryBackoffMs: number[];
+    planDeadlineSeconds: number;
+  };
   target: TargetSettings;
 }
 

@@ -173,9 +173,7 @@ function readFlow(
     batch: {
       maxBatch: num('MaxBatch'),
       recordsPerMessage: num('RecordsPerMessage'),
-      maxAttempts: shared.get('SYNC_MAX_ATTEMPTS')!,
-      planLeaseSeconds: shared.get('SYNC_PLAN_LEASE_SECONDS')!,
-      stallSeconds: shared.get('SYNC_STALL_SECONDS')!,
+      ...sharedBatchSettings(env, shared),
       poisonPolicy: value('PoisonPolicy') as 'quarantine' | 'block',
     },
     lookback: num('Lookback'),
@@ -184,6 +182,31 @@ function readFlow(
     cursorFile,
     target: { ...readTarget(name, own, env, problems), tableName: str('TargetTableName') },
   };
+}
+
+/** The batch settings every flow shares, whatever its type. */
+function sharedBatchSettings(env: Env, shared: Shared) {
+  return {
+    maxAttempts: shared.get('SYNC_MAX_ATTEMPTS')!,
+    planLeaseSeconds: shared.get('SYNC_PLAN_LEASE_SECONDS')!,
+    stallSeconds: shared.get('SYNC_STALL_SECONDS')!,
+    retryBackoffMs: (shared.get('SYNC_RETRY_BACKOFF_SECONDS') ?? [0]).map((s) => s * 1000),
+    planDeadlineSeconds: planDeadlineSeconds(env, shared.get),
+  };
+}
+
+/**
+ * SYNC_PLAN_DEADLINE_SECONDS as set; unset, its default (420 s: inside the 10-min functionTimeout
+ * with room to finish dispatching), lowered to 3/4 of a shorter planner lease so that the
+ * deadline always ends a plan before its lease can pass to another planner.
+ */
+function planDeadlineSeconds(
+  env: Env,
+  get: <K extends SettingName>(name: K) => SettingValues[K] | undefined,
+): number {
+  const deadline = get('SYNC_PLAN_DEADLINE_SECONDS')!;
+  if (present(env.SYNC_PLAN_DEADLINE_SECONDS)) return deadline;
+  return Math.min(deadline, Math.floor(get('SYNC_PLAN_LEASE_SECONDS')! * 0.75));
 }
 
 /** The flow's target settings: its own `Flows__<flow>__Target...`, else the shared TARGET_*. */
@@ -259,6 +282,15 @@ export function loadConfig(env: Env = process.env) {
   )
     problems.push(
       'ServiceBusConnection is missing: TRANSPORT=servicebus needs a Service Bus connection string, or ServiceBusConnection__fullyQualifiedNamespace for managed identity (or set TRANSPORT=storagequeue)',
+    );
+  // A planner still reading its source when its lease expires would race the next one, and a
+  // lease is only renewed while dispatching: the deadline must end the plan first.
+  if (
+    present(env.SYNC_PLAN_DEADLINE_SECONDS) &&
+    (v('SYNC_PLAN_DEADLINE_SECONDS') ?? 0) >= (v('SYNC_PLAN_LEASE_SECONDS') ?? Infinity)
+  )
+    problems.push(
+      `SYNC_PLAN_DEADLINE_SECONDS (${v('SYNC_PLAN_DEADLINE_SECONDS')}) must be below SYNC_PLAN_LEASE_SECONDS (${v('SYNC_PLAN_LEASE_SECONDS')}): lower the deadline or raise the lease`,
     );
   if (v('SYNC_RECORDS_QUEUE') && v('SYNC_RECORDS_QUEUE') === v('SYNC_CONTROL_QUEUE'))
     problems.push('SYNC_CONTROL_QUEUE must differ from SYNC_RECORDS_QUEUE');
@@ -372,11 +404,7 @@ function businessEventContext(
   return {
     env,
     flowValue: value,
-    shared: {
-      maxAttempts: shared.get('SYNC_MAX_ATTEMPTS')!,
-      planLeaseSeconds: shared.get('SYNC_PLAN_LEASE_SECONDS')!,
-      stallSeconds: shared.get('SYNC_STALL_SECONDS')!,
-    },
+    shared: sharedBatchSettings(env, shared),
     target: readTarget(name, own, env, problems),
   };
 }

@@ -158,6 +158,28 @@ export const settings = [
     schema: int(60, 86_400),
   },
   {
+    name: 'SYNC_RETRY_BACKOFF_SECONDS',
+    description:
+      'Waits, in seconds, before a failing records message is handed back for redelivery: after delivery 1, 2, ... (the last value repeats). Service Bus redelivers at once, so without them a storage outage of a minute burns every delivery. Also the waits between the in-process retry rounds of the last delivery, and of the dead-letter handlers before they rethrow. Each at most 240 s (well inside functionTimeout).',
+    default: '5,15,45,120',
+    schema: list.pipe(
+      z.array(
+        z
+          .string()
+          .regex(/^\d+$/, 'each value must be a whole number of seconds')
+          .transform(Number)
+          .pipe(z.number().int().max(240, 'each wait must be at most 240 s (well inside functionTimeout)')),
+      ),
+    ),
+  },
+  {
+    name: 'SYNC_PLAN_DEADLINE_SECONDS',
+    description:
+      "Longest a plan (timer tick or `poll` message) may read its source: when it passes, the view request is aborted, the planner lease released and the plan fails (the next tick retries). It bounds the view client's timeout × retries, well inside host.json functionTimeout (10 min). Set, it must be below SYNC_PLAN_LEASE_SECONDS; unset, it is at most 3/4 of that lease.",
+    default: '420',
+    schema: int(10, 3600),
+  },
+  {
     name: 'POISON_POLICY',
     description: '`quarantine`: store the poison record and go on; `block`: stop the view and alert.',
     default: 'quarantine',

@@ -5,6 +5,7 @@
  */
 import { flowHealth } from '../../../src/lib/batch/health';
 import { plan, type PlanOutcome } from '../../../src/lib/batch/planner';
+import type { StoredTargetRecord } from '../../../src/lib/ports';
 import { splitRecordKey } from '../../../src/lib/records';
 import { quietLog } from '../pipeline';
 import { summarize, type FlowWorld, type ScheduleRun } from './runner';
@@ -12,7 +13,7 @@ import { summarize, type FlowWorld, type ScheduleRun } from './runner';
 /** Every target record: key → version and deleted flag. */
 async function targetRecords(run: ScheduleRun) {
   const out = new Map<string, { version: bigint; deleted: boolean }>();
-  for await (const r of run.tableTarget.list()) out.set(r.key, r);
+  for await (const r of run.store.list()) out.set(r.key, r);
   return out;
 }
 
@@ -20,8 +21,15 @@ async function targetRecords(run: ScheduleRun) {
 async function quarantined(run: ScheduleRun, f: FlowWorld): Promise<Set<string>> {
   const out = new Set<string>();
   for (const q of await run.engine.quarantine(f.name).list()) {
-    if (q.kind !== 'record')
+    // A record the target refuses is `record`; one that only ever failed transiently, through
+    // the last delivery's own retries, is `transient-exhausted` (never passed off as permanent).
+    const poison = run.poisoned.get(`${f.name}|${q.recordId}|${q.version}`);
+    if (q.kind !== 'record' && q.kind !== 'transient-exhausted')
       run.violations.push(`unexpected ${q.kind} quarantine entry of ${f.name}: ${q.error}`);
+    else if (poison === 'permanent' && q.kind !== 'record')
+      run.violations.push(`${f.name}: permanent poison ${q.recordId} quarantined as ${q.kind}`);
+    else if (poison !== 'permanent' && q.kind === 'record')
+      run.violations.push(`${f.name}: transient failure of ${q.recordId} quarantined as permanent`);
     if (q.stream !== f.name)
       run.violations.push(`${f.name}'s quarantine holds an entry of stream ${q.stream}`);
     out.add(`${f.name}|${q.recordId}|${q.version}`);
@@ -118,6 +126,38 @@ export async function checkFinal(run: ScheduleRun): Promise<void> {
   }
 
   for (const f of run.flows) await checkFlowFinal(run, f, target, blocking);
+  if (run.store.rows) await checkRowsExactly(run, await run.store.rows());
+}
+
+/** JSON with object keys sorted (jsonb keeps its own key order). */
+const canonical = (v: unknown): string =>
+  JSON.stringify(v, (_k, x: unknown) =>
+    x && typeof x === 'object' && !Array.isArray(x)
+      ? Object.fromEntries(Object.entries(x).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)))
+      : x,
+  );
+
+/**
+ * The rows as the target's users read them (a raw SELECT): a row holding the source's latest
+ * version holds its data exactly, the view's record as sent (RecordID, lastSubmissionId, fields).
+ */
+async function checkRowsExactly(run: ScheduleRun, rows: StoredTargetRecord[]): Promise<void> {
+  const byKey = new Map(rows.map((r) => [r.key, r]));
+  for (const f of run.flows)
+    for (const s of f.sim.snapshot()) {
+      const key = `${f.name}|${s.RecordID}`;
+      const row = byKey.get(key);
+      if (!row || row.version !== s.lastSubmissionId) continue; // judged by the other checks
+      const { lastSubmissionId, ...data } = row.data;
+      if (canonical(data) !== canonical({ RecordID: s.RecordID, ...s.fields }))
+        run.violations.push(
+          `${key}: row data ${canonical(data)} differs from the source's ${canonical(s.fields)}`,
+        );
+      if (String(lastSubmissionId) !== s.lastSubmissionId.toString())
+        run.violations.push(
+          `${key}: row data.lastSubmissionId ${String(lastSubmissionId)} ≠ ${s.lastSubmissionId}`,
+        );
+    }
 }
 
 async function checkFlowFinal(

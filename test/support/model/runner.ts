@@ -49,7 +49,7 @@ import {
   type Step,
 } from './arbitraries';
 import { checkCursorWrite, checkFinal, checkSingleFlight } from './invariants';
-import type { ModelOptions, ModelStats } from './world';
+import type { ModelOptions, ModelStats, ModelStore } from './world';
 
 export const LEASE_SECONDS = 60;
 /** The model's stall watch; quiesce lets this much time pass between its rounds. */
@@ -136,7 +136,8 @@ export class ScheduleRun {
   readonly sentBatches = new Set<string>();
   readonly unexpectedErrors: string[] = [];
   readonly recording: RecordingTarget;
-  readonly tableTarget: TableTarget;
+  /** Where the records end up: the table target, or the schedule's own store (ModelOptions.store). */
+  readonly store: ModelStore;
   readonly stateTable: TableClient;
   readonly engine: Engine;
 
@@ -151,7 +152,7 @@ export class ScheduleRun {
   private clock = Date.UTC(2025, 0, 1);
   private readonly lateCommits: LateCommit[] = [];
   private readonly lastApplied = new Map<string, bigint>();
-  private readonly cleanup: (() => Promise<unknown>)[] = [];
+  readonly cleanup: (() => Promise<unknown>)[] = [];
   readonly log: Log = {
     info() {},
     warn: (message) => {
@@ -166,6 +167,7 @@ export class ScheduleRun {
     sims: FlowfinitySimulator[],
     connectionString: string,
     readonly stats: ModelStats,
+    store: ModelStore | undefined,
   ) {
     const id = randomBytes(4).toString('hex');
     const [a, b] = sims as [FlowfinitySimulator, FlowfinitySimulator];
@@ -196,8 +198,8 @@ export class ScheduleRun {
     });
     const table = (name: string) =>
       TableClient.fromConnectionString(connectionString, name, { allowInsecureConnection: true });
-    this.tableTarget = new TableTarget(table(`mtarget${id}`));
-    this.recording = new RecordingTarget(new ModelTarget(this, this.tableTarget));
+    this.store = store ?? Object.assign(new TableTarget(table(`mtarget${id}`)), { close: async () => {} });
+    this.recording = new RecordingTarget(new ModelTarget(this, this.store));
     const cursors = new Map<string, RecordingCursor>();
     for (const f of config.flows)
       cursors.set(
@@ -212,6 +214,8 @@ export class ScheduleRun {
       transport: new ModelTransport(this),
       faults: new ModelFaults(this),
       now: () => this.clock,
+      // The applier's back-off before a redelivery: the model's deliveries are its own steps.
+      sleep: async () => {},
       instanceId: 'p0.0',
     });
     this.engine = app.engine;
@@ -252,7 +256,9 @@ export class ScheduleRun {
         firstSubmissionId: 5000n,
       }),
     ];
-    const run = new ScheduleRun(schedule, o, sims, connectionString, stats);
+    const store = o.store ? await o.store() : undefined;
+    const run = new ScheduleRun(schedule, o, sims, connectionString, stats, store);
+    if (store) run.cleanup.push(() => store.close());
     await run.engine.ensureReady();
     return run;
   }
@@ -684,10 +690,10 @@ class ModelTransport implements Transport {
 class ModelTarget implements TargetSystem {
   constructor(
     private readonly run: ScheduleRun,
-    private readonly inner: TableTarget,
+    private readonly inner: TargetSystem,
   ) {}
   ensureReady() {
-    return this.inner.ensureReady();
+    return this.inner.ensureReady?.() ?? Promise.resolve();
   }
   apply(r: TargetRecord): Promise<ApplyOutcome> {
     return this.run.targetApply(this.inner, r);

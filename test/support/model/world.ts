@@ -13,6 +13,7 @@
  * lease, then tick both flows + deliver everything until nothing changes) and invariants.ts
  * checks DESIGN.md's invariants per flow, and that nothing crossed between the flows.
  */
+import type { StoredTargetRecord, TargetReader, TargetSystem } from '../../../src/lib/ports';
 import { scheduleText, type Schedule } from './arbitraries';
 import { ScheduleRun } from './runner';
 
@@ -20,7 +21,15 @@ export interface ModelOptions {
   poisonPolicy: 'quarantine' | 'block';
   /** SYNC_LOOKBACK (ids). Large enough by default to catch every late commit of a schedule. */
   lookback?: number;
+  /**
+   * A fresh target per schedule instead of the table target (a postgres TestTarget). With
+   * `rows()` (a raw SELECT), the final check also compares every row's data with the source exactly.
+   */
+  store?: () => Promise<ModelStore>;
 }
+
+export type ModelStore = TargetSystem &
+  TargetReader & { close(): Promise<void>; rows?(): Promise<StoredTargetRecord[]> };
 
 /** What the schedules exercised (summed over all schedules of a world), to judge coverage. */
 export interface ModelStats {

@@ -83,6 +83,10 @@ export class CursorConflictError extends ConflictError {
 export interface ViewSyncDescription {
   cursor: string | null;
   cursorLocation: string;
+  /** The cursor file's lease (Azure Files only); a stale one blocks every other writer. */
+  cursorLease?: { leased: boolean; stale: boolean; ageSeconds: number | null } | { error: string };
+  /** Problems worth an operator's look: the flow's health is `degraded` while there are any. */
+  warnings?: string[];
   lookback: number;
   /** Records the lookback re-read that were not applied yet: committed late below the cursor. */
   lateCommits: { caught: number; maxDepth: string; lastBatchId: string | null };
@@ -224,12 +228,48 @@ export class ViewSyncFlow implements BatchFlow {
     return { flowState: JSON.stringify(next) };
   }
 
+  /** A stale lease on the cursor file (a crashed holder) shown in health, with what to do. */
+  private async describeLease(): Promise<Pick<ViewSyncDescription, 'cursorLease' | 'warnings'>> {
+    if (!this.cursor.leaseStatus) return {};
+    try {
+      const s = await this.cursor.leaseStatus();
+      const ageSeconds = s.ageMs === undefined ? null : Math.round(s.ageMs / 1000);
+      return {
+        cursorLease: { leased: s.leased, stale: s.stale, ageSeconds },
+        ...(s.stale
+          ? {
+              warnings: [
+                `the cursor file ${this.cursor.describe()} holds a stale lease (unchanged for ${ageSeconds} s): ` +
+                  `other writers get 412 LeaseIdMissing; run \`syncbridge cursor break-lease --flow ${this.name}\``,
+              ],
+            }
+          : {}),
+      };
+    } catch (e) {
+      return { cursorLease: { error: e instanceof Error ? e.message : String(e) } };
+    }
+  }
+
+  /** The cursor is neither where the batch starts (it can complete) nor where it ends (it did). */
+  async completionConflict(b: {
+    batchId: string;
+    from: string | undefined;
+    to: string;
+  }): Promise<string | undefined> {
+    const current = await this.cursor.read();
+    const from = b.from === undefined ? undefined : BigInt(b.from);
+    if (current === from || current === BigInt(b.to)) return undefined;
+    return new CursorConflictError(this.name, b.batchId, from, current).message;
+  }
+
   async describe(flowState: string | undefined): Promise<ViewSyncDescription> {
     const cursor = await this.cursor.read();
     const late = parseJson<ViewSyncState>(flowState)?.late;
+    const lease = await this.describeLease();
     return {
       cursor: cursor?.toString() ?? null,
       cursorLocation: this.cursor.describe(),
+      ...lease,
       lookback: this.settings.lookback,
       lateCommits: {
         caught: late?.caught ?? 0,

@@ -13,6 +13,7 @@ import { fileShareCursorStore } from './cursor/fileshare-cursor-store';
 import { noFaults, type Faults } from './faults';
 import { FlowfinityViewClient } from './flowfinity/view-client';
 import { ViewSyncFlow } from './flows/view-sync/flow';
+import { ExternalSourceService } from './flows/external-source/service';
 import type { JobHandler } from './jobs/worker';
 import type { CursorStore, TargetReader, TargetSystem, Transport, ViewSource } from './ports';
 import { azureCredential, blobServiceClient, queueServiceClient, tableClient } from './storage/clients';
@@ -41,6 +42,10 @@ export interface AppServices {
   webhookStore: WebhookStore;
   /** The `jobs` worker's handlers, by job kind: one per webhook flow that is configured. */
   jobHandlers: ReadonlyMap<string, JobHandler>;
+  /** The queues (webhook intakes enqueue jobs on it). */
+  transport: Transport;
+  /** The external-source flow (WISEflow sync requests), when one is configured. */
+  externalSource?: ExternalSourceService;
   close(): Promise<void>;
 }
 
@@ -148,6 +153,13 @@ export function createApp(config: Config, o: ServiceOverrides = {}): AppServices
   );
   const byName = new Map(flows.map((f) => [f.name, f]));
   const jobHandlers = new Map<string, JobHandler>();
+  const esFlow = config.externalSourceFlows[0];
+  const externalSource = esFlow
+    ? new ExternalSourceService(esFlow, {
+        allocationTable: table(`${config.tablePrefix}wiseflowallocations`),
+      })
+    : undefined;
+  if (externalSource) jobHandlers.set(externalSource.handler.kind, externalSource.handler);
   return {
     config,
     engine,
@@ -166,6 +178,8 @@ export function createApp(config: Config, o: ServiceOverrides = {}): AppServices
     }),
     webhookStore: new WebhookStore(table(`${config.tablePrefix}webhooks`)),
     jobHandlers,
+    transport,
+    externalSource,
     close: async () => {
       await transport.close();
       await Promise.all(flows.map((f) => f.target.close?.()));

@@ -38,8 +38,9 @@ const sharedSchema = (name: SettingName): z.ZodType => settings.find((s) => s.na
 export const flowSettings = [
   {
     key: 'Type',
-    description: 'What the flow is: `view-sync` (a Flowfinity view read from a cursor).',
-    schema: z.enum(['view-sync']),
+    description:
+      'What the flow is: `view-sync` (a Flowfinity view read from a cursor) or `external-source` (WISEflow sync requests → participant allocations; settings WISEFLOW_*).',
+    schema: z.enum(['view-sync', 'external-source']),
   },
   {
     key: 'ViewUrl',

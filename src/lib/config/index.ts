@@ -16,10 +16,16 @@ import {
   type FlowSettingKey,
 } from './flow-settings';
 import { flowName, settings, type SettingDefinition, type SettingName, type SettingValues } from './settings';
+import { readExternalSourceFlows, type ExternalSourceFlowConfig } from './external-source-flows';
 
 export { ConfigError };
 export { settings, type SettingDefinition, type SettingName } from './settings';
 export { flowSettingKeys, flowSettings, FLOW_SETTING_PATTERN, flowSettingName } from './flow-settings';
+export {
+  EXTERNAL_SOURCE_JOB_KIND,
+  EXTERNAL_SOURCE_ROUTE,
+  type ExternalSourceFlowConfig,
+} from './external-source-flows';
 
 type Env = Record<string, string | undefined>;
 
@@ -267,6 +273,7 @@ export function loadConfig(env: Env = process.env) {
   for (const name of names)
     if (flowTypeOf(own, name) === 'view-sync')
       flows.push(readFlow(name, own.get(name) ?? new Map(), shared, env, name === legacyName, problems));
+  const externalSourceFlows = externalSourceFlowsOf(names, own, shared, problems);
   const files = new Map<string, string>();
   for (const f of flows) {
     const other = files.get(f.cursorFile.toLowerCase());
@@ -314,10 +321,43 @@ export function loadConfig(env: Env = process.env) {
       serviceBusTier: v('SERVICE_BUS_TIER')!,
     },
     flows,
+    /** At most one: WISEflow sync requests (src/lib/config/external-source-flows.ts). */
+    externalSourceFlows,
   };
 }
 
 export type Config = ReturnType<typeof loadConfig>;
+
+function externalSourceFlowsOf(
+  names: Iterable<string>,
+  own: ReturnType<typeof flowEnv>,
+  shared: Shared,
+  problems: string[],
+): ExternalSourceFlowConfig[] {
+  return readExternalSourceFlows({
+    flows: [...names]
+      .filter((name) => flowTypeOf(own, name) === 'external-source')
+      .map((name) => ({ name, own: own.get(name) ?? new Map() })),
+    get: (name) => shared.get(name as SettingName),
+    failed: shared.failed,
+    parse: (def, name, raw) => parseSetting(def, name, raw, problems),
+    problems,
+  });
+}
+
+/**
+ * Only the external-source flow, for tools that need nothing else (`syncbridge register-webhooks`
+ * runs from a deployer's machine, where the storage and queue settings are not set). Throws
+ * ConfigError for a problem in the settings it reads.
+ */
+export function loadExternalSourceFlows(env: Env = process.env): ExternalSourceFlowConfig[] {
+  const problems: string[] = [];
+  const shared = readShared(env, problems);
+  const own = flowEnv(env, problems);
+  const flows = externalSourceFlowsOf(own.keys(), own, shared, problems);
+  if (problems.length > 0) throw new ConfigError(problems);
+  return flows;
+}
 
 /**
  * The settings function registration needs at load time (before the full configuration is

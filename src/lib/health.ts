@@ -7,7 +7,14 @@ export type FlowReport = FlowHealth & Record<string, unknown>;
 /** Webhook jobs that ended `failed` (quarantined by the jobs worker), newest first. */
 export interface FailedJobsReport {
   count: number;
-  recent: { route: string; eventId: string; jobKind: string; reason?: string; failedAt?: string; attempts: number }[];
+  recent: {
+    route: string;
+    eventId: string;
+    jobKind: string;
+    reason?: string;
+    failedAt?: string;
+    attempts: number;
+  }[];
 }
 
 export interface HealthReport {

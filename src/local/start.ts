@@ -17,6 +17,7 @@ import { startAzurite } from './azurite';
 import { FlowfinitySimulator } from './flowfinity-simulator';
 import { LocalHost } from './host';
 import { localSettings } from './local-settings';
+import { startWiseflowDemo } from './wiseflow-demo';
 
 async function main(): Promise<void> {
   const stops: (() => Promise<void> | void)[] = [];
@@ -66,10 +67,15 @@ async function main(): Promise<void> {
       extraViews = sims.slice(1).map((s) => ({ flow: s.flow, viewUrl: s.sim.viewUrl }));
     }
 
+    // The external-source flow against the WISEflow and roster simulators (WISEFLOW_SIMULATOR=0: off).
+    const wiseflow = process.env.WISEFLOW_SIMULATOR === '0' ? undefined : await startWiseflowDemo();
+    if (wiseflow) stops.push(() => wiseflow.stop());
+
     const settings = localSettings({
       storageConnectionString: azurite.connectionString,
       ...view,
       extraViews,
+      wiseflow: wiseflow?.settings,
     });
     const config = loadConfig(settings);
     const app = createApp(config);
@@ -91,14 +97,24 @@ async function main(): Promise<void> {
     stops.push(() => host.stop());
     console.log(`functions: ${host.functions.map((f) => `${f.name} (${f.triggerType})`).join(', ')}`);
     const schedules = config.flows.map((f) => `${f.name} ${f.schedule}`).join(', ');
-    console.log(`health: ${host.httpUrl}/api/health   schedules: ${schedules}   Ctrl-C to stop\n`);
+    console.log(`health: ${host.httpUrl}/api/health   schedules: ${schedules}   Ctrl-C to stop`);
+    if (wiseflow) {
+      console.log(
+        `WISEflow webhook ${await wiseflow.register(host.httpUrl)} → ${host.httpUrl}/api/webhooks/external-source`,
+      );
+      for (const line of wiseflow.instructions()) console.log(line);
+    }
+    console.log('');
 
     // A first sync at once, as a timer with runOnStartup would: records flow before the first tick.
     for (const f of config.flows)
       void host
         .runTimer(timerName(f.name))
         .catch((e) => console.error(`first sync of ${f.name} failed: ${e instanceof Error ? e.message : e}`));
-    const timer = setInterval(() => void progress(host.httpUrl, sims), 3000);
+    const timer = setInterval(() => {
+      void progress(host.httpUrl, sims);
+      for (const line of wiseflow?.progress() ?? []) console.log(line);
+    }, 3000);
     stops.push(() => clearInterval(timer));
   } catch (e) {
     if (e instanceof ConfigError) console.error(e.message);

@@ -15,7 +15,12 @@
 import type { WiseflowAuth } from '../wiseflow/client';
 import { signatureSchemeFromSettings, type WebhookSettings } from '../webhooks/settings';
 import type { HmacSignatureScheme } from '../webhooks/signature';
-import { flowSettings, flowSettingName, flowSettingSchema, type FlowSettingDefinition } from './flow-settings';
+import {
+  flowSettings,
+  flowSettingName,
+  flowSettingSchema,
+  type FlowSettingDefinition,
+} from './flow-settings';
 import type { SettingDefinition } from './settings';
 
 /** The webhook route of this flow (part of store keys, message ids and the URL). */
@@ -102,7 +107,8 @@ function readOne(
 ): ExternalSourceFlowConfig | undefined {
   const { problems } = i;
   const missing = (setting: string, why: string) => {
-    if (!i.failed.has(setting)) problems.push(`${setting} is missing: ${why} (flow ${name} is Type=external-source)`);
+    if (!i.failed.has(setting))
+      problems.push(`${setting} is missing: ${why} (flow ${name} is Type=external-source)`);
   };
   const shared = <T>(setting: string, why?: string): T | undefined => {
     const v = i.get(setting) as T | undefined;
@@ -142,7 +148,10 @@ function readOne(
       `WISEFLOW_CLIENT_ID and WISEFLOW_CLIENT_SECRET are missing: the external-source flow ${name} calls the WISEflow API with an OAuth client (or set WISEFLOW_API_KEY)`,
     );
 
-  const secret = shared<string>('WISEFLOW_WEBHOOK_SECRET', 'the secret WISEflow signs its webhook calls with');
+  const secret = shared<string>(
+    'WISEFLOW_WEBHOOK_SECRET',
+    'the secret WISEflow signs its webhook calls with',
+  );
   const previous = shared<string>('WISEFLOW_WEBHOOK_SECRET_PREVIOUS');
   const viewUrl = viewSetting<string>('ViewUrl', 'WISEFLOW_ROSTER_VIEW_URL', true);
   const onBehalfOf = viewSetting<string>('OnBehalfOf', 'FLOWFINITY_ON_BEHALF_OF', true);

@@ -152,7 +152,8 @@ export const externalSourceSettingDefinitions = [
   },
   {
     name: 'WISEFLOW_ROSTER_PARTICIPANT_FIELD',
-    description: 'Roster record field holding the WISEflow participant id (or user id, see WISEFLOW_ROSTER_ID_KIND).',
+    description:
+      'Roster record field holding the WISEflow participant id (or user id, see WISEFLOW_ROSTER_ID_KIND).',
     default: 'WiseflowParticipantId',
     schema: z.string().trim().min(1),
   },
@@ -179,7 +180,7 @@ export const externalSourceSettingDefinitions = [
   {
     name: 'WISEFLOW_DISCOVER_ON_FIRST_SYNC',
     description:
-      "First sync of a source: ask about every participant of the flow, so allocations made before syncbridge are found.",
+      'First sync of a source: ask about every participant of the flow, so allocations made before syncbridge are found.',
     default: 'true',
     schema: bool,
   },
@@ -204,7 +205,8 @@ export const externalSourceSettingDefinitions = [
   },
   {
     name: 'WEBHOOK_SIGNATURE_HEADER',
-    description: 'Header carrying the WISEflow signature (a `sha256=` prefix is tolerated). GAP: check a real delivery.',
+    description:
+      'Header carrying the WISEflow signature (a `sha256=` prefix is tolerated). GAP: check a real delivery.',
     default: 'x-wiseflow-signature',
     schema: intake('WEBHOOK_SIGNATURE_HEADER'),
   },
@@ -240,7 +242,8 @@ export const externalSourceSettingDefinitions = [
   },
   {
     name: 'WEBHOOK_TIMESTAMP_FIELD',
-    description: 'Body field carrying the timestamp (WEBHOOK_TIMESTAMP_SOURCE=body); a dotted path is allowed.',
+    description:
+      'Body field carrying the timestamp (WEBHOOK_TIMESTAMP_SOURCE=body); a dotted path is allowed.',
     default: 'timestamp',
     schema: intake('WEBHOOK_TIMESTAMP_FIELD'),
   },

@@ -395,7 +395,9 @@ export class WebhookStore {
       filters.push(`phase eq '${o.state === 'pending' || o.state === 'enqueued' ? 'new' : o.state}'`);
     const out: WebhookMarker[] = [];
     try {
-      for await (const e of this.table.listEntities<Row>({ queryOptions: { filter: filters.join(' and ') } })) {
+      for await (const e of this.table.listEntities<Row>({
+        queryOptions: { filter: filters.join(' and ') },
+      })) {
         const marker = toMarker(e as TableEntityResult<Row>);
         if (o.state !== undefined && marker.state !== o.state) continue;
         out.push(marker);

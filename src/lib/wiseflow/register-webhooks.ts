@@ -42,12 +42,17 @@ export interface RegisterWebhookResult {
 }
 
 export function secretFingerprint(secret: string): string {
-  return createHmac('sha256', secret).update('syncbridge webhook secret fingerprint').digest('hex').slice(0, 12);
+  return createHmac('sha256', secret)
+    .update('syncbridge webhook secret fingerprint')
+    .digest('hex')
+    .slice(0, 12);
 }
 
-export const registrationTitle = (title: string, secret: string) => `${title} [key ${secretFingerprint(secret)}]`;
+export const registrationTitle = (title: string, secret: string) =>
+  `${title} [key ${secretFingerprint(secret)}]`;
 
-const isOurs = (w: Webhook, title: string) => w.title === title || (w.title ?? '').startsWith(`${title} [key `);
+const isOurs = (w: Webhook, title: string) =>
+  w.title === title || (w.title ?? '').startsWith(`${title} [key `);
 
 export async function registerExternalSourceWebhook(i: RegisterWebhookInput): Promise<RegisterWebhookResult> {
   const wanted = {

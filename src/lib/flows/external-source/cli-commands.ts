@@ -10,7 +10,11 @@ import { failureText, wiseflowFlowId, type ExternalSourceService } from './servi
 const print = (line: string) => console.log(line);
 const iso = (ms?: number) => (ms ? new Date(ms).toISOString() : '-');
 
-export async function jobsCommand(app: AppServices, sub: string | undefined, o: { failed?: boolean }): Promise<number> {
+export async function jobsCommand(
+  app: AppServices,
+  sub: string | undefined,
+  o: { failed?: boolean },
+): Promise<number> {
   if (sub !== 'list') throw new ValidationError('usage: jobs list [--failed]');
   const state: MarkerState | undefined = o.failed ? 'failed' : undefined;
   const markers = await app.webhookStore.list({ state });
@@ -46,7 +50,8 @@ export async function externalSourceCommand(
   const flowId = wiseflowFlowId(flowArg);
   if (sub === 'list') {
     const sources = await s.listSources(flowId);
-    if (sources.length === 0) print(`flow ${flowId} has no external source (the first sync request creates one)`);
+    if (sources.length === 0)
+      print(`flow ${flowId} has no external source (the first sync request creates one)`);
     for (const src of sources)
       print(
         `${src.reference}  id=${src.id} state=${src.state ?? '-'} lastRequestedSync=${src.lastRequestedSync ?? '-'} lastSync=${src.lastSync ?? '-'}`,
@@ -54,7 +59,8 @@ export async function externalSourceCommand(
     return 0;
   }
   if (sub === 'add') {
-    if (referenceArg === undefined) throw new ValidationError('usage: sources add <wiseflowFlowId> <reference>');
+    if (referenceArg === undefined)
+      throw new ValidationError('usage: sources add <wiseflowFlowId> <reference>');
     const created = await s.addSource(flowId, referenceArg, o.description);
     print(`created external source ${created.reference} (id ${created.id}) on flow ${flowId}`);
     return 0;

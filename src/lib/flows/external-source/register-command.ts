@@ -34,7 +34,9 @@ export interface RegisterCommandInput {
 
 const isLoopback = (base: string) => ['127.0.0.1', 'localhost', '[::1]'].includes(new URL(base).hostname);
 
-export async function registerWebhooksCommand(i: RegisterCommandInput): Promise<RegisterWebhookResult | undefined> {
+export async function registerWebhooksCommand(
+  i: RegisterCommandInput,
+): Promise<RegisterWebhookResult | undefined> {
   const base = i.baseUrl ?? i.env.SERVICE_API_URI;
   if (!base)
     throw new ConfigError([
@@ -46,15 +48,23 @@ export async function registerWebhooksCommand(i: RegisterCommandInput): Promise<
   } catch {
     throw new ConfigError([`--base-url ${JSON.stringify(base.slice(0, 100))} is not a URL`]);
   }
-  const key = isLoopback(base) ? undefined : (i.functionKey ?? (await defaultFunctionKey(i.env, i.fetchImpl)));
+  const key = isLoopback(base)
+    ? undefined
+    : (i.functionKey ?? (await defaultFunctionKey(i.env, i.fetchImpl)));
 
   let result: RegisterWebhookResult | undefined;
   const flow = i.flows[0];
   if (!flow) {
-    i.print('WISEflow: no external-source flow is configured (Flows__<name>__Type=external-source): nothing to register.');
+    i.print(
+      'WISEflow: no external-source flow is configured (Flows__<name>__Type=external-source): nothing to register.',
+    );
   } else {
     const url = webhookUrl(parsedBase.toString(), flow.webhook.route, key);
-    const client = new WiseflowClient({ baseUrl: flow.wiseflow.baseUrl, auth: flow.wiseflow.auth, fetchImpl: i.fetchImpl });
+    const client = new WiseflowClient({
+      baseUrl: flow.wiseflow.baseUrl,
+      auth: flow.wiseflow.auth,
+      fetchImpl: i.fetchImpl,
+    });
     result = await registerExternalSourceWebhook({
       client,
       url,
@@ -75,8 +85,12 @@ export async function registerWebhooksCommand(i: RegisterCommandInput): Promise<
     i.print(
       '  function key: az functionapp keys list -g <resource group> -n <app> --query functionKeys.default -o tsv',
     );
-  i.print('  1. System administration > Setup > Business events > Endpoints: New, type HTTPS, paste the URL.');
-  i.print('  2. Business event catalog: select the events, Activate, choose the endpoint and the legal entity.');
+  i.print(
+    '  1. System administration > Setup > Business events > Endpoints: New, type HTTPS, paste the URL.',
+  );
+  i.print(
+    '  2. Business event catalog: select the events, Activate, choose the endpoint and the legal entity.',
+  );
   i.print('  3. F&O sends a test event on activation; syncbridge answers it 202 and ignores it.');
   return result;
 }
@@ -91,7 +105,8 @@ async function defaultFunctionKey(env: NodeJS.ProcessEnv, fetchImpl: typeof fetc
       'register-webhooks needs the function key of a deployed app: pass --function-key, or run it where AZURE_SUBSCRIPTION_ID, AZURE_RESOURCE_GROUP and AZURE_FUNCTION_APP_NAME are set (azd sets them) so the key is read with your identity',
     ]);
   const token = await azureCredential().getToken('https://management.azure.com/.default');
-  if (!token) throw new ConfigError(['could not get an Azure Resource Manager token: run az login / azd auth login']);
+  if (!token)
+    throw new ConfigError(['could not get an Azure Resource Manager token: run az login / azd auth login']);
   const url = `https://management.azure.com/subscriptions/${encodeURIComponent(sub)}/resourceGroups/${encodeURIComponent(rg)}/providers/Microsoft.Web/sites/${encodeURIComponent(app)}/host/default/listkeys?api-version=2024-04-01`;
   const res = await fetchImpl(url, {
     method: 'POST',

@@ -86,11 +86,16 @@ export class ExternalSourceService {
       run: async (job, ctx): Promise<JobResult> => {
         const parsed = externalSourceJobSchema.safeParse(job.body);
         if (!parsed.success)
-          throw new ValidationError(`the stored job is not a WISEflow sync request: ${parsed.error.message}`, {
-            code: 'invalid_job',
-          });
+          throw new ValidationError(
+            `the stored job is not a WISEflow sync request: ${parsed.error.message}`,
+            {
+              code: 'invalid_job',
+            },
+          );
         const report = await this.run(parsed.data, ctx.log);
-        return report.outcome === 'done' ? { outcome: 'done' } : { outcome: 'failed', reason: failureText(report) };
+        return report.outcome === 'done'
+          ? { outcome: 'done' }
+          : { outcome: 'failed', reason: failureText(report) };
       },
     };
   }
@@ -147,9 +152,12 @@ export class ExternalSourceService {
 export function wiseflowFlowId(input: string): string {
   const s = input.trim();
   if (!/^\d{1,18}$/.test(s))
-    throw new ValidationError(`WISEflow flow id ${JSON.stringify(input.slice(0, 40))} must be a whole number`, {
-      code: 'invalid_flow_id',
-    });
+    throw new ValidationError(
+      `WISEflow flow id ${JSON.stringify(input.slice(0, 40))} must be a whole number`,
+      {
+        code: 'invalid_flow_id',
+      },
+    );
   return s;
 }
 

@@ -27,7 +27,7 @@ export interface ExternalSourceHost {
 
 /** `functions`: file names under src/functions to load (default: all the app's). */
 export async function startExternalSourceHost(
-  o: { functions?: string[]; settings?: Record<string, string> } = {},
+  o: { functions?: string[]; settings?: Record<string, string>; quiet?: boolean } = {},
 ): Promise<ExternalSourceHost> {
   const azurite = sharedAzurite();
   const id = Math.random().toString(36).slice(2, 8);
@@ -80,6 +80,7 @@ export async function startExternalSourceHost(
     enableTimers: false,
     queuePollIntervalMs: 50,
     visibilityTimeoutMs: 100,
+    ...(o.quiet ? { log: () => {} } : {}),
   });
   const store = new WebhookStore(
     tableClient({ kind: 'connectionString', connectionString: azurite.connectionString }, `es${id}webhooks`),

@@ -11,7 +11,11 @@ import { main as cli } from '../../src/cli';
 import { loadExternalSourceFlows } from '../../src/lib/config';
 import { registerWebhooksCommand } from '../../src/lib/flows/external-source/register-command';
 import type { WebhookMarker } from '../../src/lib/webhooks/store';
-import { startExternalSourceHost, WEBHOOK_SECRET, type ExternalSourceHost } from '../support/external-source-host';
+import {
+  startExternalSourceHost,
+  WEBHOOK_SECRET,
+  type ExternalSourceHost,
+} from '../support/external-source-host';
 import { waitFor } from '../support/wait';
 
 let h: ExternalSourceHost;
@@ -199,7 +203,11 @@ describe('FLOW_EXTERNAL_SOURCE through the local host', () => {
     h.sim.addSource(a, 'SHARED-NAME');
     h.sim.addSource(b, 'SHARED-NAME-B');
     const rosterA = [[1, 2, 3], [2, 3, 4, 5], [10]];
-    const rosterB = [[20, 21], [21, 22, 23], [1, 2]];
+    const rosterB = [
+      [20, 21],
+      [21, 22, 23],
+      [1, 2],
+    ];
     for (let round = 0; round < 3; round++) {
       h.roster.set('SHARED-NAME', rosterA[round]!);
       h.roster.set('SHARED-NAME-B', rosterB[round]!);

@@ -117,11 +117,13 @@ export function e2eSuite(v: E2eVariant): void {
     const byName = Object.fromEntries(host.functions.map((f) => [f.name, f]));
     expect(Object.keys(byName).sort()).toEqual([
       'applyRecords',
+      'externalSourceWebhook',
       'health',
       'recordsPoison',
       'syncControl',
       'syncTimer-inspections',
       'syncTimer-leads',
+      'webhookJobs',
     ]);
     expect(byName['syncTimer-leads']!.binding.schedule).toBe('*/10 * * * * *');
     expect(byName['syncTimer-inspections']!.binding.schedule).toBe('*/10 * * * * *');

@@ -48,10 +48,7 @@ export async function registerWebhooksCommand(
   } catch {
     throw new ConfigError([`--base-url ${JSON.stringify(base.slice(0, 100))} is not a URL`]);
   }
-  const key = isLoopback(base)
-    ? undefined
-    : (i.functionKey ?? (await defaultFunctionKey(i.env, i.fetchImpl)));
-
+  const local = isLoopback(base);
   let result: RegisterWebhookResult | undefined;
   const flow = i.flows[0];
   if (!flow) {
@@ -59,6 +56,8 @@ export async function registerWebhooksCommand(
       'WISEflow: no external-source flow is configured (Flows__<name>__Type=external-source): nothing to register.',
     );
   } else {
+    // Read only when there is something to register: the F&O part needs no key.
+    const key = local ? undefined : (i.functionKey ?? (await defaultFunctionKey(i.env, i.fetchImpl)));
     const url = webhookUrl(parsedBase.toString(), flow.webhook.route, key);
     const client = new WiseflowClient({
       baseUrl: flow.wiseflow.baseUrl,
@@ -77,11 +76,11 @@ export async function registerWebhooksCommand(
     );
   }
 
-  const fo = webhookUrl(parsedBase.toString(), 'business-event', key ? 'KEY' : undefined);
+  const fo = webhookUrl(parsedBase.toString(), 'business-event', local ? undefined : 'KEY');
   i.print('');
   i.print('F&O business events (configured inside F&O, not by this command):');
   i.print(`  endpoint URL: ${redactedUrl(fo)}`);
-  if (key)
+  if (!local)
     i.print(
       '  function key: az functionapp keys list -g <resource group> -n <app> --query functionKeys.default -o tsv',
     );

@@ -8,7 +8,7 @@
  * simulator; any app setting (SYNC_SCHEDULE, SYNC_MAX_BATCH, ...); PORT for the HTTP port;
  * SIMULATOR_RECORDS (default 500) and SIMULATOR_CHANGE_MS (default 2000, 0 = no writer).
  */
-import { readdirSync } from 'node:fs';
+import { readdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { ConfigError, loadConfig } from '../lib/config';
 import { createApp } from '../lib/compose';
@@ -98,6 +98,10 @@ async function main(): Promise<void> {
     console.log(`functions: ${host.functions.map((f) => `${f.name} (${f.triggerType})`).join(', ')}`);
     const schedules = config.flows.map((f) => `${f.name} ${f.schedule}`).join(', ');
     console.log(`health: ${host.httpUrl}/api/health   schedules: ${schedules}   Ctrl-C to stop`);
+    // The CLI reads the same settings: `npm run cli -- --settings dist/npm-start.settings.json ...`.
+    const settingsFile = path.join(__dirname, '..', '..', 'npm-start.settings.json');
+    writeFileSync(settingsFile, JSON.stringify({ IsEncrypted: false, Values: settings }, null, 2));
+    console.log(`CLI: npm run cli -- --settings ${path.relative(process.cwd(), settingsFile)} status`);
     if (wiseflow) {
       console.log(
         `WISEflow webhook ${await wiseflow.register(host.httpUrl)} → ${host.httpUrl}/api/webhooks/external-source`,

@@ -70,7 +70,7 @@ export async function startWiseflowDemo(
     instructions: () => [
       `WISEflow simulator: ${sim.baseUrl} (flow ${flows.emptyFlowId} DEMO-EXAM has no source yet; flow ${flows.classesFlowId} DEMO-CLASSES has CLASS-A and CLASS-B); roster view: ${roster.viewUrl}`,
       `request an update: curl -X POST ${adminUrl}/flows/${flows.emptyFlowId}/request-update`,
-      `watch it complete: curl ${adminUrl}/flows/${flows.emptyFlowId}   (sources PENDING → SUCCESS, allocated = roster; failed jobs: /api/health, npm run cli -- jobs list --failed)`,
+      `watch it complete: curl ${adminUrl}/flows/${flows.emptyFlowId}   (sources PENDING → SUCCESS, allocated = roster; failed jobs: /api/health and the CLI's jobs list --failed)`,
     ],
     progress() {
       const lines: string[] = [];

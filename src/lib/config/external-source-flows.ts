@@ -84,6 +84,11 @@ export interface ExternalSourceReaderInput {
   /** Parses one raw value with a definition, reporting a problem (never a secret's value). */
   parse(def: SettingDefinition, name: string, raw: string): unknown;
   problems: string[];
+  /**
+   * `register`: only what `register-webhooks` needs (WISEflow API, webhook secret and title); the
+   * roster settings may be missing (they are then empty). Default `run`: everything.
+   */
+  purpose?: 'run' | 'register';
 }
 
 export function readExternalSourceFlows(i: ExternalSourceReaderInput): ExternalSourceFlowConfig[] {
@@ -153,14 +158,16 @@ function readOne(
     'the secret WISEflow signs its webhook calls with',
   );
   const previous = shared<string>('WISEFLOW_WEBHOOK_SECRET_PREVIOUS');
-  const viewUrl = viewSetting<string>('ViewUrl', 'WISEFLOW_ROSTER_VIEW_URL', true);
-  const onBehalfOf = viewSetting<string>('OnBehalfOf', 'FLOWFINITY_ON_BEHALF_OF', true);
-  const username = viewSetting<string>('Username', 'FLOWFINITY_USERNAME', true);
-  const password = viewSetting<string>('Password', 'FLOWFINITY_PASSWORD', true);
+  const rosterNeeded = i.purpose !== 'register';
+  const viewUrl = viewSetting<string>('ViewUrl', 'WISEFLOW_ROSTER_VIEW_URL', rosterNeeded) ?? '';
+  const onBehalfOf = viewSetting<string>('OnBehalfOf', 'FLOWFINITY_ON_BEHALF_OF', rosterNeeded) ?? '';
+  const username = viewSetting<string>('Username', 'FLOWFINITY_USERNAME', rosterNeeded) ?? '';
+  const password = viewSetting<string>('Password', 'FLOWFINITY_PASSWORD', rosterNeeded) ?? '';
   const timeoutMs = viewSetting<number>('TimeoutMs', 'FLOWFINITY_TIMEOUT_MS', false);
   const maxRetries = viewSetting<number>('MaxRetries', 'FLOWFINITY_MAX_RETRIES', false);
   const stateField = viewSetting<string>('StateField', 'SYNC_STATE_FIELD', false);
-  if (!auth || !secret || !viewUrl || !onBehalfOf || !username || !password) return undefined;
+  if (!auth || !secret || (rosterNeeded && (!viewUrl || !onBehalfOf || !username || !password)))
+    return undefined;
 
   const webhookSettings = Object.fromEntries(
     [

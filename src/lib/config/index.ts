@@ -270,6 +270,18 @@ export function loadConfig(env: Env = process.env) {
   if (legacyName && (present(env.FLOWFINITY_VIEW_URL) || names.size === 0)) names.add(legacyName);
   // Each flow type reads its own settings: view-sync here, the webhook flows in their modules.
   // A flow without `Type` is view-sync (so every configuration from before flow types still is).
+  // A Type no reader knows would leave its flow silently unconfigured: validate it here.
+  const typeDef = flowSettings.find((d) => d.key === 'Type')!;
+  for (const [, settingsOfFlow] of own) {
+    const t = settingsOfFlow.get('Type');
+    if (t)
+      parseSetting(
+        { ...typeDef, name: t.name, schema: flowSettingSchema(typeDef) },
+        t.name,
+        t.raw.trim(),
+        problems,
+      );
+  }
   for (const name of names)
     if (flowTypeOf(own, name) === 'view-sync')
       flows.push(readFlow(name, own.get(name) ?? new Map(), shared, env, name === legacyName, problems));
@@ -333,8 +345,10 @@ function externalSourceFlowsOf(
   own: ReturnType<typeof flowEnv>,
   shared: Shared,
   problems: string[],
+  purpose: 'run' | 'register' = 'run',
 ): ExternalSourceFlowConfig[] {
   return readExternalSourceFlows({
+    purpose,
     flows: [...names]
       .filter((name) => flowTypeOf(own, name) === 'external-source')
       .map((name) => ({ name, own: own.get(name) ?? new Map() })),
@@ -346,15 +360,18 @@ function externalSourceFlowsOf(
 }
 
 /**
- * Only the external-source flow, for tools that need nothing else (`syncbridge register-webhooks`
- * runs from a deployer's machine, where the storage and queue settings are not set). Throws
- * ConfigError for a problem in the settings it reads.
+ * Only the external-source flow, for tools that need nothing else: `syncbridge register-webhooks`
+ * runs from a deployer's machine, where the storage, queue and roster settings are not set
+ * (`purpose: 'register'`, the default here). Throws ConfigError for a problem in what it reads.
  */
-export function loadExternalSourceFlows(env: Env = process.env): ExternalSourceFlowConfig[] {
+export function loadExternalSourceFlows(
+  env: Env = process.env,
+  purpose: 'run' | 'register' = 'register',
+): ExternalSourceFlowConfig[] {
   const problems: string[] = [];
   const shared = readShared(env, problems);
   const own = flowEnv(env, problems);
-  const flows = externalSourceFlowsOf(own.keys(), own, shared, problems);
+  const flows = externalSourceFlowsOf(own.keys(), own, shared, problems, purpose);
   if (problems.length > 0) throw new ConfigError(problems);
   return flows;
 }

@@ -22,7 +22,8 @@ let h: ExternalSourceHost;
 const participants = Array.from({ length: 30 }, (_, i) => i + 1);
 
 beforeAll(async () => {
-  h = await startExternalSourceHost();
+  // Two deliveries and no client retry: a job that keeps failing transiently gives up fast.
+  h = await startExternalSourceHost({ settings: { SYNC_MAX_ATTEMPTS: '2', WISEFLOW_MAX_RETRIES: '0' } });
 }, 60_000);
 afterAll(async () => {
   await h?.stop();
@@ -195,6 +196,22 @@ describe('FLOW_EXTERNAL_SOURCE through the local host', () => {
     expect(text).toContain('created external source BROKEN-2');
     expect(text).toContain('BROKEN-2  done roster=2 added=2 removed=0');
     expect(h.sim.allocations(flowId, 'BROKEN-2')).toEqual([7, 8]);
+  });
+
+  it('transient failures until the last delivery: the job ends failed and WISEflow gets sync/fail', async () => {
+    const flowId = h.sim.addFlow({ code: 'E2E-FLAKY', participants });
+    h.sim.addSource(flowId, 'FLAKY-1');
+    h.roster.set('FLAKY-1', [1, 2]);
+    await h.host.waitForIdle({ timeoutMs: 10_000, quietMs: 200 });
+    h.sim.faults.failNext(2, 503); // each delivery's first call (list the sources)
+    const r = await h.sim.requestUpdate(flowId);
+    const m = await settled(r.requestId);
+    expect(m).toMatchObject({ state: 'failed', attempts: 2 });
+    expect(m.reason).toMatch(/^gave up after 2 deliveries: .*503/);
+    expect(h.sim.syncCalls.filter((c) => c.flowId === flowId)).toMatchObject([
+      { kind: 'fail', reference: 'FLAKY-1', status: 200 },
+    ]);
+    expect(h.sim.sources(flowId)).toMatchObject([{ state: 'FAILED' }]);
   });
 
   it("two WISEflow flows' requests interleaved: no cross-talk", async () => {

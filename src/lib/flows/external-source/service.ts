@@ -12,7 +12,7 @@
  */
 import type { TableClient } from '@azure/data-tables';
 import type { ExternalSourceFlowConfig } from '../../config/external-source-flows';
-import { ValidationError } from '../../errors';
+import { errorText, isAppError, ValidationError } from '../../errors';
 import { FlowfinityViewClient } from '../../flowfinity/view-client';
 import type { JobHandler, JobResult } from '../../jobs/worker';
 import type { Log, ViewSource } from '../../ports';
@@ -92,7 +92,17 @@ export class ExternalSourceService {
               code: 'invalid_job',
             },
           );
-        const report = await this.run(parsed.data, ctx.log);
+        let report: UpdateReport;
+        try {
+          report = await this.run(parsed.data, ctx.log);
+        } catch (e) {
+          // The worker ends the job `failed` after this: tell WISEflow, or the manager would
+          // see "Sync Requested" for ever. A permanent error ends it too (no retry).
+          const final =
+            ctx.lastDelivery || (isAppError(e) && e.kind !== 'transient' && e.kind !== 'conflict');
+          if (final) await this.reportGiveUp(parsed.data, ctx.log);
+          throw e;
+        }
         return report.outcome === 'done'
           ? { outcome: 'done' }
           : { outcome: 'failed', reason: failureText(report) };
@@ -133,6 +143,33 @@ export class ExternalSourceService {
       })),
     });
     return report;
+  }
+
+  /**
+   * Best effort `sync/fail` for the sources a job was about when the job is given up (its
+   * retries ran out): the named source, else every source still PENDING. Failures are logged.
+   */
+  async reportGiveUp(req: UpdateRequest, log: Log | undefined = this.deps.log): Promise<string[]> {
+    const reported: string[] = [];
+    try {
+      const references = req.reference
+        ? [req.reference]
+        : (await this.client.listSources(req.flowId))
+            .filter((s) => s.state === 'PENDING')
+            .map((s) => s.reference);
+      for (const reference of references) {
+        await this.client.syncFail(req.flowId, reference);
+        reported.push(reference);
+      }
+    } catch (e) {
+      log?.warn('WISEflow sync/fail after giving up could not be sent', {
+        flowId: req.flowId,
+        error: errorText(e),
+      });
+    }
+    if (reported.length)
+      log?.warn('WISEflow job given up: sync/fail reported', { flowId: req.flowId, reported });
+    return reported;
   }
 
   listSources(flowId: string): Promise<ExternalSource[]> {

@@ -13,6 +13,35 @@ import { RosterSimulator } from '../../src/local/roster-simulator';
 import { WiseflowSimulator } from '../../src/local/wiseflow-simulator';
 import { sharedAzurite } from './azurite';
 
+export const APP_FUNCTIONS = [
+  'app-start.ts',
+  'apply-records.ts',
+  'health.ts',
+  'records-poison.ts',
+  'sync-control.ts',
+  'sync-timer.ts',
+  'webhook-jobs.ts',
+  'external-source-webhook.ts',
+];
+const functionsDir = path.join(__dirname, '..', '..', 'src', 'functions');
+
+/** A local host over `functions` (file names under src/functions) with these settings. */
+export function startHost(
+  functions: string[],
+  settings: Record<string, string>,
+  quiet = false,
+): Promise<LocalHost> {
+  return LocalHost.start({
+    modules: functions.map((f) => path.join(functionsDir, f)),
+    settings,
+    httpPort: 0,
+    enableTimers: false,
+    queuePollIntervalMs: 50,
+    visibilityTimeoutMs: 100,
+    ...(quiet ? { log: () => {} } : {}),
+  });
+}
+
 export const WEBHOOK_SECRET = 'e2e-webhook-secret-0123456789abcdef';
 
 export interface ExternalSourceHost {
@@ -62,26 +91,7 @@ export async function startExternalSourceHost(
     SYNC_JOBS_QUEUE: `es-${id}-jobs`,
     ...o.settings,
   };
-  const functionsDir = path.join(__dirname, '..', '..', 'src', 'functions');
-  const files = o.functions ?? [
-    'app-start.ts',
-    'apply-records.ts',
-    'health.ts',
-    'records-poison.ts',
-    'sync-control.ts',
-    'sync-timer.ts',
-    'webhook-jobs.ts',
-    'external-source-webhook.ts',
-  ];
-  const host = await LocalHost.start({
-    modules: files.map((f) => path.join(functionsDir, f)),
-    settings,
-    httpPort: 0,
-    enableTimers: false,
-    queuePollIntervalMs: 50,
-    visibilityTimeoutMs: 100,
-    ...(o.quiet ? { log: () => {} } : {}),
-  });
+  const host = await startHost(o.functions ?? APP_FUNCTIONS, settings, o.quiet);
   const store = new WebhookStore(
     tableClient({ kind: 'connectionString', connectionString: azurite.connectionString }, `es${id}webhooks`),
   );

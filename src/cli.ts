@@ -8,6 +8,9 @@
  *   npm run cli -- quarantine replay <id...> | --all [--flow NAME]
  *   npm run cli -- quarantine discard <id...> | --all [--flow NAME]
  *   npm run cli -- cursor break-lease [--flow NAME] [--force]
+ *   npm run cli -- jobs list [--failed]
+ *   npm run cli -- sources list|add|sync <wiseflowFlowId> ...
+ *   npm run cli -- register-webhooks [--base-url URL] [--function-key KEY]
  *
  * `--flow` may be left out when the app has one flow.
  */
@@ -15,7 +18,9 @@ import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { discardQuarantined, replayQuarantined } from './lib/batch/operations';
 import { createApp, type AppServices } from './lib/compose';
-import { loadConfig } from './lib/config';
+import { loadConfig, loadExternalSourceFlows } from './lib/config';
+import { externalSourceCommand, jobsCommand } from './lib/flows/external-source/cli-commands';
+import { registerWebhooksCommand } from './lib/flows/external-source/register-command';
 import { AppError, errorText } from './lib/errors';
 import { flowHealth } from './lib/batch/health';
 import { businessEventHealth } from './lib/flows/business-event/health';
@@ -29,6 +34,12 @@ const USAGE = `usage: syncbridge [--settings FILE] <command>
   quarantine discard <id...> | --all [--flow NAME]  drop entries (e.g. malformed data fixed at the source)
   cursor break-lease [--flow NAME] [--force]        end a crashed holder's lease on the cursor file (Azure Files);
                                                     refuses a healthy holder's unless --force
+  jobs list [--failed]                              webhook jobs (WISEflow sync requests, F&O events) and their outcome
+  sources list <wiseflowFlowId>                     a WISEflow flow's external sources and their states
+  sources add <wiseflowFlowId> <reference>          create an external source (letters, digits, - and _)
+  sources sync <wiseflowFlowId> [--reference REF]   run the update routine now (all sources, or one)
+  register-webhooks [--base-url URL] [--function-key KEY]
+                                                    register the WISEflow webhook (idempotent); F&O steps
 --flow may be left out when the app has one flow.`;
 
 function pickFlow(app: AppServices, name: string | undefined): string {
@@ -65,6 +76,11 @@ export async function main(argv: string[]): Promise<number> {
       flow: { type: 'string' },
       all: { type: 'boolean' },
       force: { type: 'boolean' },
+      failed: { type: 'boolean' },
+      reference: { type: 'string' },
+      description: { type: 'string' },
+      'base-url': { type: 'string' },
+      'function-key': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -77,9 +93,26 @@ export async function main(argv: string[]): Promise<number> {
     const file = JSON.parse(readFileSync(values.settings, 'utf8')) as { Values?: Record<string, string> };
     env = { ...process.env, ...file.Values };
   }
+  if (positionals[0] === 'register-webhooks') {
+    // Runs from a deployer's machine: only the WISEflow settings are needed, not storage.
+    await registerWebhooksCommand({
+      flows: loadExternalSourceFlows(env),
+      baseUrl: values['base-url'],
+      functionKey: values['function-key'],
+      env,
+      print: (line) => console.log(line),
+    });
+    return 0;
+  }
   const app = createApp(loadConfig(env));
   try {
     const [command, sub, ...ids] = positionals;
+    if (command === 'jobs') return await jobsCommand(app, sub, { failed: values.failed });
+    if (command === 'sources')
+      return await externalSourceCommand(app, sub, ids, {
+        reference: values.reference,
+        description: values.description,
+      });
     if (command === 'status') {
       const be = sub ? app.businessEventFlows.find((f) => f.name === sub) : undefined;
       const report = be

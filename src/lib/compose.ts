@@ -20,6 +20,7 @@ import {
   createBusinessEventFlow,
   finopsLocalOverrides,
 } from './flows/business-event/runtime';
+import { ExternalSourceService } from './flows/external-source/service';
 import type { JobHandler } from './jobs/worker';
 import type { CursorStore, TargetReader, TargetSystem, Transport, ViewSource } from './ports';
 import { azureCredential, blobServiceClient, queueServiceClient, tableClient } from './storage/clients';
@@ -50,6 +51,10 @@ export interface AppServices {
   webhookStore: WebhookStore;
   /** The `jobs` worker's handlers, by job kind: one per webhook flow that is configured. */
   jobHandlers: ReadonlyMap<string, JobHandler>;
+  /** The queues (webhook intakes enqueue jobs on it). */
+  transport: Transport;
+  /** The external-source flow (WISEflow sync requests), when one is configured. */
+  externalSource?: ExternalSourceService;
   close(): Promise<void>;
 }
 
@@ -180,6 +185,13 @@ export function createApp(config: Config, o: ServiceOverrides = {}): AppServices
   const jobHandlers = new Map<string, JobHandler>();
   if (businessEventFlows.length > 0)
     jobHandlers.set(BUSINESS_EVENT_JOB_KIND, businessEventJobHandler(engine, businessEventFlows));
+  const esFlow = config.externalSourceFlows[0];
+  const externalSource = esFlow
+    ? new ExternalSourceService(esFlow, {
+        allocationTable: table(`${config.tablePrefix}wiseflowallocations`),
+      })
+    : undefined;
+  if (externalSource) jobHandlers.set(externalSource.handler.kind, externalSource.handler);
   return {
     config,
     engine,
@@ -199,6 +211,8 @@ export function createApp(config: Config, o: ServiceOverrides = {}): AppServices
     }),
     webhookStore: new WebhookStore(table(`${config.tablePrefix}webhooks`)),
     jobHandlers,
+    transport,
+    externalSource,
     close: async () => {
       await transport.close();
       await Promise.all([...flows, ...businessEventFlows].map((f) => f.target.close?.()));

@@ -14,6 +14,35 @@ export interface LocalSettingsInput {
   password: string;
   /** More simulator views, each its own flow (same credentials). */
   extraViews?: { flow: string; viewUrl: string }[];
+  /** The external-source flow against the WISEflow and roster simulators. */
+  wiseflow?: LocalWiseflowSettings;
+}
+
+export interface LocalWiseflowSettings {
+  /** The syncbridge flow name (`Flows__<flow>__Type=external-source`). */
+  flow: string;
+  baseUrl: string;
+  clientId: string;
+  clientSecret: string;
+  webhookSecret: string;
+  rosterViewUrl: string;
+  rosterUsername: string;
+  rosterPassword: string;
+}
+
+/** The settings of an external-source flow on the simulators (also used by the tests). */
+export function localWiseflowSettings(w: LocalWiseflowSettings): Record<string, string> {
+  return {
+    [`Flows__${w.flow}__Type`]: 'external-source',
+    [`Flows__${w.flow}__Username`]: w.rosterUsername,
+    [`Flows__${w.flow}__Password`]: w.rosterPassword,
+    [`Flows__${w.flow}__OnBehalfOf`]: 'integration',
+    WISEFLOW_BASE_URL: w.baseUrl,
+    WISEFLOW_CLIENT_ID: w.clientId,
+    WISEFLOW_CLIENT_SECRET: w.clientSecret,
+    WISEFLOW_WEBHOOK_SECRET: w.webhookSecret,
+    WISEFLOW_ROSTER_VIEW_URL: w.rosterViewUrl,
+  };
 }
 
 export function localSettings(
@@ -33,6 +62,7 @@ export function localSettings(
     SYNC_SCHEDULE: '*/10 * * * * *',
   };
   for (const v of i.extraViews ?? []) defaults[`Flows__${v.flow}__ViewUrl`] = v.viewUrl;
+  if (i.wiseflow) Object.assign(defaults, localWiseflowSettings(i.wiseflow));
   const out: Record<string, string> = { ...defaults };
   const names = new Set(settings.map((d) => d.name as string));
   for (const [name, v] of Object.entries(env))

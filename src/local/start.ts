@@ -8,7 +8,7 @@
  * simulator; any app setting (SYNC_SCHEDULE, SYNC_MAX_BATCH, ...); PORT for the HTTP port;
  * SIMULATOR_RECORDS (default 500) and SIMULATOR_CHANGE_MS (default 2000, 0 = no writer).
  */
-import { readdirSync } from 'node:fs';
+import { readdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { ConfigError, loadConfig } from '../lib/config';
 import { createApp } from '../lib/compose';
@@ -18,6 +18,7 @@ import { FlowfinitySimulator } from './flowfinity-simulator';
 import { LocalHost } from './host';
 import { localSettings } from './local-settings';
 import { startLocalFinops, LOCAL_FINOPS_FLOW } from './finops-local';
+import { startWiseflowDemo } from './wiseflow-demo';
 
 async function main(): Promise<void> {
   const stops: (() => Promise<void> | void)[] = [];
@@ -79,12 +80,17 @@ async function main(): Promise<void> {
               : undefined,
           });
     if (finops) stops.push(() => finops.stop());
+    // The external-source flow against the WISEflow and roster simulators (WISEFLOW_SIMULATOR=0: off).
+    const wiseflow = process.env.WISEFLOW_SIMULATOR === '0' ? undefined : await startWiseflowDemo();
+    if (wiseflow) stops.push(() => wiseflow.stop());
+
     const settings = {
       ...finops?.settings,
       ...localSettings({
         storageConnectionString: azurite.connectionString,
         ...view,
         extraViews,
+        wiseflow: wiseflow?.settings,
       }),
     };
     const config = loadConfig(settings);
@@ -107,22 +113,36 @@ async function main(): Promise<void> {
     stops.push(() => host.stop());
     console.log(`functions: ${host.functions.map((f) => `${f.name} (${f.triggerType})`).join(', ')}`);
     const schedules = config.flows.map((f) => `${f.name} ${f.schedule}`).join(', ');
-    console.log(`health: ${host.httpUrl}/api/health   schedules: ${schedules}   Ctrl-C to stop\n`);
+    console.log(`health: ${host.httpUrl}/api/health   schedules: ${schedules}   Ctrl-C to stop`);
+    // The CLI reads the same settings: `npm run cli -- --settings dist/npm-start.settings.json ...`.
+    const settingsFile = path.join(__dirname, '..', '..', 'npm-start.settings.json');
+    writeFileSync(settingsFile, JSON.stringify({ IsEncrypted: false, Values: settings }, null, 2));
+    console.log(`CLI: npm run cli -- --settings ${path.relative(process.cwd(), settingsFile)} status`);
     if (finops) {
       webhookUrl = `${host.httpUrl}/api/webhooks/business-event`;
       console.log(
         `F&O simulator: ${finops.sim.baseUrl}  flow ${LOCAL_FINOPS_FLOW}: business events at ${webhookUrl}, polling every 10 s\n` +
           `  fire an export:   npm run simulator -- finops fire-export --rows 1000   (--mode poll: through dequeue/ack)\n` +
-          `  see rows arrive:  the "${LOCAL_FINOPS_FLOW}" line below (applied=...), ${host.httpUrl}/api/health, table finopsrecords\n`,
+          `  see rows arrive:  the "${LOCAL_FINOPS_FLOW}" line below (applied=...), ${host.httpUrl}/api/health, table finopsrecords`,
       );
     }
+    if (wiseflow) {
+      console.log(
+        `WISEflow webhook ${await wiseflow.register(host.httpUrl)} → ${host.httpUrl}/api/webhooks/external-source`,
+      );
+      for (const line of wiseflow.instructions()) console.log(line);
+    }
+    console.log('');
 
     // A first sync at once, as a timer with runOnStartup would: records flow before the first tick.
     for (const f of config.flows)
       void host
         .runTimer(timerName(f.name))
         .catch((e) => console.error(`first sync of ${f.name} failed: ${e instanceof Error ? e.message : e}`));
-    const timer = setInterval(() => void progress(host.httpUrl, sims), 3000);
+    const timer = setInterval(() => {
+      void progress(host.httpUrl, sims);
+      for (const line of wiseflow?.progress() ?? []) console.log(line);
+    }, 3000);
     stops.push(() => clearInterval(timer));
   } catch (e) {
     if (e instanceof ConfigError) console.error(e.message);

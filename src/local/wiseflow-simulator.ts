@@ -469,6 +469,7 @@ export class WiseflowSimulator {
     const at = Date.now();
     const url = new URL(req.url ?? '/', 'http://sim');
     const method = req.method ?? 'GET';
+    if (url.pathname.startsWith('/sim/')) return this.admin(method, url.pathname, res);
     const entry: RequestLogEntry = { at, credential: 'anonymous', method, path: url.pathname, status: 0 };
     this.requests.push(entry);
     const send = (status: number, body: unknown, headers: Record<string, string> = {}) => {
@@ -542,6 +543,44 @@ export class WiseflowSimulator {
         return send(e.status, envelopeError(e.status, e.message, e.errors), rlHeaders);
       send(500, envelopeError(500, 'Internal simulator error'), rlHeaders);
     }
+  }
+
+  /**
+   * Local-run controls, outside the API (no auth, not logged in `requests`):
+   *   GET  /sim/flows                         every flow with its sources, states and allocations
+   *   GET  /sim/flows/{id}                    one flow
+   *   POST /sim/flows/{id}/request-update     a manager presses "request update" (signed webhooks)
+   */
+  private async admin(method: string, path: string, res: ServerResponse): Promise<void> {
+    const answer = (status: number, body: unknown): void => {
+      res.writeHead(status, { 'content-type': 'application/json' }).end(JSON.stringify(body, null, 2) + '\n');
+    };
+    const seg = path.split('/').filter(Boolean);
+    const describe = (f: SimFlow) => ({
+      flowId: f.id,
+      code: f.code,
+      archived: f.archived,
+      sources: [...f.sources.values()].map((src) => ({
+        ...publicSource(src),
+        allocated: [...src.allocated].sort((a, b) => a - b),
+      })),
+      syncCalls: this.syncCalls.filter((c) => c.flowId === f.id).slice(-10),
+    });
+    if (seg[1] !== 'flows') return answer(404, { error: 'see GET /sim/flows' });
+    if (seg.length === 2 && method === 'GET') return answer(200, [...this.flows.values()].map(describe));
+    const flow = this.flows.get(Number(seg[2]));
+    if (!flow) return answer(404, { error: `no flow ${seg[2]}; see GET /sim/flows` });
+    if (seg.length === 3 && method === 'GET') return answer(200, describe(flow));
+    if (seg.length === 4 && seg[3] === 'request-update' && method === 'POST') {
+      const r = await this.requestUpdate(flow.id);
+      return answer(r.deliveries.length ? 202 : 409, {
+        ...r,
+        note: r.deliveries.length
+          ? `watch: GET /sim/flows/${flow.id} (state PENDING → SUCCESS or FAILED)`
+          : 'no active webhook subscribes to FLOW_EXTERNAL_SOURCE: run register-webhooks first',
+      });
+    }
+    return answer(404, { error: 'unknown simulator control' });
   }
 
   private credentialOf(req: IncomingMessage): string {

@@ -118,6 +118,7 @@ export function e2eSuite(v: E2eVariant): void {
     expect(Object.keys(byName).sort()).toEqual([
       'applyRecords',
       'controlPoison',
+      'externalSourceWebhook',
       'health',
       'recordsPoison',
       'syncControl',

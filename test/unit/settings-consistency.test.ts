@@ -72,14 +72,24 @@ const BICEP_PLATFORM_SETTINGS = new Set([
  * has no default and is not required must be set in the Bicep or listed here ("the reverse").
  */
 /** Optional settings of a feature the deployment does not switch on by itself, with the reason. */
-const OPTIONAL_IN_AZURE: Record<string, string> = Object.fromEntries(
-  defs
-    .filter((d) => /^TARGET_(HTTP|PG)_/.test(d.name) && d.default === undefined)
-    .map((d) => [
-      d.name,
-      'used only with TARGET=http or postgres; set it (or Flows__<flow>__...) for such a flow',
-    ]),
-);
+const OPTIONAL_IN_AZURE: Record<string, string> = {
+  ...Object.fromEntries(
+    defs
+      .filter((d) => /^TARGET_(HTTP|PG)_/.test(d.name) && d.default === undefined)
+      .map((d) => [
+        d.name,
+        'used only with TARGET=http or postgres; set it (or Flows__<flow>__...) for such a flow',
+      ]),
+  ),
+  ...Object.fromEntries(
+    defs
+      .filter((d) => /^WISEFLOW_/.test(d.name) && d.default === undefined)
+      .map((d) => [
+        d.name,
+        'used only by an external-source flow (Flows__<name>__Type=external-source); secrets as Key Vault references',
+      ]),
+  ),
+};
 
 const NOT_SET_IN_AZURE: Record<string, string> = {
   AzureWebJobsStorage: 'a connection string: Azure uses AzureWebJobsStorage__accountName and the identity',

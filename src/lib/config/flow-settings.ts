@@ -40,8 +40,8 @@ export const flowSettings = [
   {
     key: 'Type',
     description:
-      'What the flow is: `view-sync` (a Flowfinity view read from a cursor) or `business-event` (Dynamics 365 F&O data exports, by business event or polling).',
-    schema: z.enum(['view-sync', 'business-event']),
+      'What the flow is: `view-sync` (a Flowfinity view read from a cursor), `business-event` (Dynamics 365 F&O data exports, by business event or polling) or `external-source` (WISEflow sync requests → participant allocations; settings WISEFLOW_*).',
+    schema: z.enum(['view-sync', 'business-event', 'external-source']),
   },
   {
     key: 'ViewUrl',

@@ -21,11 +21,17 @@ import {
   type FlowSettingKey,
 } from './flow-settings';
 import { flowName, settings, type SettingDefinition, type SettingName, type SettingValues } from './settings';
+import { readExternalSourceFlows, type ExternalSourceFlowConfig } from './external-source-flows';
 
 export { ConfigError };
 export { settings, type SettingDefinition, type SettingName } from './settings';
 export { flowSettingKeys, flowSettings, FLOW_SETTING_PATTERN, flowSettingName } from './flow-settings';
 export type { BusinessEventFlowConfig } from './business-event-flows';
+export {
+  EXTERNAL_SOURCE_JOB_KIND,
+  EXTERNAL_SOURCE_ROUTE,
+  type ExternalSourceFlowConfig,
+} from './external-source-flows';
 
 type Env = Record<string, string | undefined>;
 
@@ -302,6 +308,18 @@ export function loadConfig(env: Env = process.env) {
   if (legacyName && (present(env.FLOWFINITY_VIEW_URL) || names.size === 0)) names.add(legacyName);
   // Each flow type reads its own settings: view-sync here, the webhook flows in their modules.
   // A flow without `Type` is view-sync (so every configuration from before flow types still is).
+  // A Type no reader knows would leave its flow silently unconfigured: validate it here.
+  const typeDef = flowSettings.find((d) => d.key === 'Type')!;
+  for (const [, settingsOfFlow] of own) {
+    const t = settingsOfFlow.get('Type');
+    if (t)
+      parseSetting(
+        { ...typeDef, name: t.name, schema: flowSettingSchema(typeDef) },
+        t.name,
+        t.raw.trim(),
+        problems,
+      );
+  }
   for (const name of names)
     if (flowTypeOf(own, name) === 'view-sync')
       flows.push(readFlow(name, own.get(name) ?? new Map(), shared, env, name === legacyName, problems));
@@ -310,7 +328,7 @@ export function loadConfig(env: Env = process.env) {
     const type = own.get(name)?.get('Type');
     const typeDef = flowSettings.find((d) => d.key === 'Type') as FlowSettingDefinition;
     // A Type no reader knows would leave the flow silently unread: report it.
-    if (type && !['view-sync', 'business-event'].includes(flowTypeOf(own, name)))
+    if (type && !['view-sync', 'business-event', 'external-source'].includes(flowTypeOf(own, name)))
       parseSetting(
         { ...typeDef, name: type.name, schema: flowSettingSchema(typeDef) },
         type.name,
@@ -329,6 +347,7 @@ export function loadConfig(env: Env = process.env) {
       );
       if (f) businessEventFlows.push(f);
     }
+  const externalSourceFlows = externalSourceFlowsOf(names, own, shared, problems);
   const files = new Map<string, string>();
   for (const f of flows) {
     const other = files.get(f.cursorFile.toLowerCase());
@@ -378,6 +397,8 @@ export function loadConfig(env: Env = process.env) {
     flows,
     /** Dynamics 365 F&O data-export flows (`Type=business-event`). */
     businessEventFlows,
+    /** At most one: WISEflow sync requests (src/lib/config/external-source-flows.ts). */
+    externalSourceFlows,
   };
 }
 
@@ -410,6 +431,42 @@ function businessEventContext(
 }
 
 export type Config = ReturnType<typeof loadConfig>;
+
+function externalSourceFlowsOf(
+  names: Iterable<string>,
+  own: ReturnType<typeof flowEnv>,
+  shared: Shared,
+  problems: string[],
+  purpose: 'run' | 'register' = 'run',
+): ExternalSourceFlowConfig[] {
+  return readExternalSourceFlows({
+    purpose,
+    flows: [...names]
+      .filter((name) => flowTypeOf(own, name) === 'external-source')
+      .map((name) => ({ name, own: own.get(name) ?? new Map() })),
+    get: (name) => shared.get(name as SettingName),
+    failed: shared.failed,
+    parse: (def, name, raw) => parseSetting(def, name, raw, problems),
+    problems,
+  });
+}
+
+/**
+ * Only the external-source flow, for tools that need nothing else: `syncbridge register-webhooks`
+ * runs from a deployer's machine, where the storage, queue and roster settings are not set
+ * (`purpose: 'register'`, the default here). Throws ConfigError for a problem in what it reads.
+ */
+export function loadExternalSourceFlows(
+  env: Env = process.env,
+  purpose: 'run' | 'register' = 'register',
+): ExternalSourceFlowConfig[] {
+  const problems: string[] = [];
+  const shared = readShared(env, problems);
+  const own = flowEnv(env, problems);
+  const flows = externalSourceFlowsOf(own.keys(), own, shared, problems, purpose);
+  if (problems.length > 0) throw new ConfigError(problems);
+  return flows;
+}
 
 /**
  * The settings function registration needs at load time (before the full configuration is

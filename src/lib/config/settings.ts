@@ -12,6 +12,7 @@ import { z } from 'zod';
 import { cursorDirectorySchema, cursorFileNameSchema } from '../cursor/cursor-path';
 import { ncrontabSchema } from '../ncrontab';
 import { targetSettingDefinitions, targetSettingSchemas } from '../targets/target-settings';
+import { externalSourceSettingDefinitions } from './external-source-settings';
 
 export interface SettingDefinition {
   name: string;
@@ -289,6 +290,8 @@ export const settings = [
     default: 'syncbridgerecords',
     schema: tableName,
   },
+  // External-source flow (WISEflow) and the webhook intake: src/lib/config/external-source-settings.ts
+  ...externalSourceSettingDefinitions,
 ] as const satisfies readonly SettingDefinition[];
 
 export type SettingName = (typeof settings)[number]['name'];

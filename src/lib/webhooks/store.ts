@@ -382,6 +382,33 @@ export class WebhookStore {
     }
   }
 
+  /**
+   * Events (markers, not aliases), optionally of one route and in one state, newest first within
+   * each route; at most `limit` (default 1000). For health and the CLI (`jobs list --failed`).
+   */
+  async list(o: { route?: string; state?: MarkerState; limit?: number } = {}): Promise<WebhookMarker[]> {
+    await this.ensureReady();
+    const limit = o.limit ?? 1000;
+    const filters = ["RowKey ge 'e|'", "RowKey lt 'e}'"];
+    if (o.route !== undefined) filters.push(`PartitionKey eq '${partition(o.route).replace(/'/g, "''")}'`);
+    if (o.state !== undefined)
+      filters.push(`phase eq '${o.state === 'pending' || o.state === 'enqueued' ? 'new' : o.state}'`);
+    const out: WebhookMarker[] = [];
+    try {
+      for await (const e of this.table.listEntities<Row>({
+        queryOptions: { filter: filters.join(' and ') },
+      })) {
+        const marker = toMarker(e as TableEntityResult<Row>);
+        if (o.state !== undefined && marker.state !== o.state) continue;
+        out.push(marker);
+        if (out.length >= limit) break;
+      }
+    } catch (e) {
+      throw storageFailure(e, 'list events');
+    }
+    return out.sort((a, b) => (b.completedAt ?? b.receivedAt) - (a.completedAt ?? a.receivedAt));
+  }
+
   /** Markers of a route that were never flagged enqueued and are older than `olderThanMs`. */
   async *stalePending(route: string, olderThanMs: number): AsyncIterable<WebhookMarker> {
     await this.ensureReady();

@@ -65,11 +65,16 @@ async function readBody(req: http.IncomingMessage): Promise<Buffer | 'tooLarge'>
   return Buffer.concat(chunks);
 }
 
+/**
+ * Every header, repeated ones joined with ", " (Fetch semantics, as the Functions host passes
+ * them). `req.headers` would silently keep only the first of a repeated Content-Type,
+ * Authorization, ...: a request Azure refuses would pass locally.
+ */
 function headerRecord(req: http.IncomingMessage): Record<string, string> {
   const headers: Record<string, string> = {};
-  for (const [name, value] of Object.entries(req.headers)) {
-    if (value === undefined) continue;
-    headers[name] = Array.isArray(value) ? value.join(', ') : value;
+  for (const [name, values] of Object.entries(req.headersDistinct)) {
+    if (values === undefined) continue;
+    headers[name] = values.join(', ');
   }
   return headers;
 }

@@ -5,11 +5,13 @@
 import { app } from '@azure/functions';
 import { plan } from '../lib/batch/planner';
 import { registrationSettings } from '../lib/config';
-import { errorText } from '../lib/errors';
+import { AppError, errorText } from '../lib/errors';
 import { getApp } from '../lib/compose';
 import { contextLog } from './shared/invocation';
 
 import { timerName } from './shared/names';
+
+const errorKindOf = (e: unknown) => (e instanceof AppError ? e.kind : '');
 
 for (const { name, schedule } of registrationSettings().flows) {
   app.timer(timerName(name), {
@@ -20,10 +22,12 @@ for (const { name, schedule } of registrationSettings().flows) {
       try {
         log.info('sync tick', { flow: name, ...(await plan(engine, flow(name), log)) });
       } catch (e) {
+        // The kind tells health whether retrying can heal it (a 401/403 from the view cannot).
         await engine
           .ledger(name)
-          .recordError(`plan failed: ${errorText(e)}`, new Date(engine.now()))
+          .recordError(`plan failed: ${errorText(e)}`, new Date(engine.now()), errorKindOf(e))
           .catch(() => {});
+        // Thrown, not logged here: the host logs the failed invocation once (with its exception).
         throw e;
       }
     },

@@ -93,6 +93,9 @@ async function finish(
     recordsQuarantined: s.recordsQuarantined + m.quarantined,
     batchesCompleted: s.batchesCompleted + 1,
     lastError: '',
+    lastErrorKind: '',
+    // A batch that was not full read everything committed before it was planned (health's lag).
+    ...(m.full ? {} : { syncedAt: m.createdAt }),
     ...(next && next.flowState !== undefined ? textColumns('flowState', next.flowState) : {}),
   }));
   log.info('completed a batch', {

@@ -60,7 +60,11 @@ export interface StreamState {
   blocked?: string;
   lastError?: string;
   lastErrorAt?: string;
+  /** The error's kind (errors.ts): `configuration` / `permanent` will not heal by retrying. */
+  lastErrorKind?: string;
   lastCompletedAt?: string;
+  /** When the stream was last known caught up: everything committed before it was applied (health's lag). */
+  syncedAt?: string;
   lastCompletedBatchId?: string;
   recordsApplied: number;
   recordsSkipped: number;
@@ -116,7 +120,9 @@ function toStreamState(e: TableEntityResult<Row>): StreamState {
     blocked: opt(e, 'blocked'),
     lastError: opt(e, 'lastError'),
     lastErrorAt: opt(e, 'lastErrorAt'),
+    lastErrorKind: opt(e, 'lastErrorKind'),
     lastCompletedAt: opt(e, 'lastCompletedAt'),
+    syncedAt: opt(e, 'syncedAt'),
     lastCompletedBatchId: opt(e, 'lastCompletedBatchId'),
     // `recordsSynced` is what state written before flows called it.
     recordsApplied: Number(e.recordsApplied ?? e.recordsSynced ?? 0),
@@ -228,8 +234,13 @@ export class Ledger {
     }
   }
 
-  async recordError(message: string, at: Date): Promise<void> {
-    await this.updateState(() => ({ lastError: message.slice(0, 2000), lastErrorAt: at.toISOString() }));
+  /** `kind` (an AppError's) lets health tell a failure that retrying will not heal (401/403). */
+  async recordError(message: string, at: Date, kind = ''): Promise<void> {
+    await this.updateState(() => ({
+      lastError: message.slice(0, 2000),
+      lastErrorAt: at.toISOString(),
+      lastErrorKind: kind,
+    }));
   }
 
   // ---- manifests --------------------------------------------------------------------------

@@ -1,104 +1,166 @@
 #!/usr/bin/env node
 /**
  * syncbridge operator CLI. Reads the same settings as the app, from the environment or from a
- * local.settings.json-style file (`--settings FILE`, its "Values").
- *
- *   npm run cli -- status [flow]
- *   npm run cli -- quarantine list [--flow NAME]
- *   npm run cli -- quarantine replay <id...> | --all [--flow NAME]
- *   npm run cli -- quarantine discard <id...> | --all [--flow NAME]
- *
- * `--flow` may be left out when the app has one flow.
+ * local.settings.json-style file (`--settings FILE` or SYNCBRIDGE_SETTINGS, its "Values"); each
+ * command needs only the settings it uses (src/cli/settings.ts). Against Azure it uses
+ * DefaultAzureCredential when the settings name accounts instead of connection strings.
  */
-import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
-import { discardQuarantined, replayQuarantined } from './lib/batch/operations';
-import { createApp, type AppServices } from './lib/compose';
-import { loadConfig } from './lib/config';
-import { AppError, errorText } from './lib/errors';
-import { flowHealth } from './lib/batch/health';
-import { healthReport } from './lib/health';
-import { consoleLog } from './lib/log';
+import * as commands from './cli/commands';
+import type { Io } from './cli/render';
+import { cliEnv, loadCommandConfig } from './cli/settings';
+import { createApp } from './lib/compose';
+import { AppError, errorText, httpErrorOf } from './lib/errors';
+import type { Log } from './lib/ports';
 
-const USAGE = `usage: syncbridge [--settings FILE] <command>
-  status [flow]                                     per flow: cursor, batch in flight, quarantine, last error
-  quarantine list [--flow NAME]                     every quarantined record with its error and attempts
-  quarantine replay <id...> | --all [--flow NAME]   apply again (skips versions the target already has)
-  quarantine discard <id...> | --all [--flow NAME]  drop entries (e.g. malformed data fixed at the source)
---flow may be left out when the app has one flow.`;
+const USAGE = `usage: syncbridge [--settings FILE] [--json] <command> [options]
 
-function pickFlow(app: AppServices, name: string | undefined): string {
-  if (name) return app.flow(name).name;
-  if (app.flows.length === 1) return app.flows[0]!.name;
-  throw new AppError(
-    'validation',
-    `this app has several flows (${app.flows.map((f) => f.name).join(', ')}); name one with --flow`,
-  );
+  status [flow]                                  health per flow: cursor, batch in flight (progress),
+                                                 lag, quarantine, last success and error; exit 3 when
+                                                 a flow is blocked or lagging
+  cursor get [--flow NAME]                       the flow's cursor (lastSubmissionId) and where it is
+  cursor set <value> --yes [--flow NAME]         compare-and-set the cursor; refused while a batch is
+        [--expect CURRENT] [--force]             in flight unless --force; prints what changed
+  quarantine list [--flow NAME]                  quarantined records with error and attempts
+  quarantine show <id> [--flow NAME]             one entry, with its payload
+  quarantine replay <id...>|--all [--flow NAME]  apply again through the idempotent path (a version
+                                                 the target has is skipped), with progress and summary
+  quarantine discard <id...>|--all [--flow NAME] drop entries (e.g. fixed at the source)
+  backfill <flow> --from <lastSubmissionId> --yes  re-sync from an earlier point: cursor back, the
+        [--force] [--no-wait] [--timeout SECONDS]  app plans at once, progress until caught up;
+                                                 versions the target already has are skipped
+
+Options: --json prints the result as JSON (errors as {"error":{code,message}} on stderr);
+--flow may be left out when the app has one flow; --help explains a command.
+Settings: the environment, or --settings FILE / SYNCBRIDGE_SETTINGS=FILE (local.settings.json
+layout). \`npm start\` prints the command that points the CLI at its Azurite.
+Exit codes: 0 done, 1 failed, 2 usage, 3 status found a blocked or lagging flow.`;
+
+const HELP: Record<string, string> = {
+  status: `usage: syncbridge status [flow] [--json]
+Everything /api/health shows, per flow, readable: cursor, the batch in flight with a progress bar,
+a plan running and its age, lag (time since last caught up; cursor age), quarantine count, last
+success, last error, and the problems found. Exit 3 when a flow is blocked or lagging.`,
+  cursor: `usage: syncbridge cursor get [--flow NAME] [--json]
+       syncbridge cursor set <lastSubmissionId> --yes [--flow NAME] [--expect CURRENT] [--force]
+set is a compare-and-set against the value read (or --expect): it changes nothing when the cursor
+moved meanwhile. It is refused while a batch is in flight or a plan runs (their completion moves
+the cursor) unless --force. Moving it back re-syncs (versions the target has are skipped); moving
+it forward skips changes. It prints the change.`,
+  quarantine: `usage: syncbridge quarantine list|show <id>|replay <id...>|--all|discard <id...>|--all [--flow NAME] [--json]
+replay applies each entry again through the target's conditional write (a version it already has
+is skipped), with progress and a summary; exit 1 when one failed. discard drops entries.`,
+  backfill: `usage: syncbridge backfill <flow> --from <lastSubmissionId> --yes [--force] [--no-wait] [--timeout SECONDS]
+Moves the cursor back to --from (compare-and-set; refused while a batch is in flight unless
+--force), asks the running app to plan at once (a poll on the control queue) and follows until
+the cursor is back where it was (default timeout 600 s). Safe: the target skips every version it
+already has, so only missing or older records are written; the summary says how many.`,
+};
+
+/** What each command needs beyond storage (see cli/settings.ts). */
+const NEEDS_TRANSPORT = new Set(['backfill', 'quarantine replay']);
+
+export interface MainIo extends Io {
+  env?: Record<string, string | undefined>;
 }
 
-export async function main(argv: string[]): Promise<number> {
-  const { values, positionals } = parseArgs({
-    args: argv,
-    allowPositionals: true,
-    options: {
-      settings: { type: 'string' },
-      flow: { type: 'string' },
-      all: { type: 'boolean' },
-      help: { type: 'boolean', short: 'h' },
-    },
-  });
-  if (values.help || positionals.length === 0) {
-    console.log(USAGE);
-    return values.help ? 0 : 2;
-  }
-  let env: NodeJS.ProcessEnv = process.env;
-  if (values.settings) {
-    const file = JSON.parse(readFileSync(values.settings, 'utf8')) as { Values?: Record<string, string> };
-    env = { ...process.env, ...file.Values };
-  }
-  const app = createApp(loadConfig(env));
+const defaultIo: MainIo = {
+  out: (l) => process.stdout.write(`${l}\n`),
+  err: (l) => process.stderr.write(`${l}\n`),
+  isTTY: Boolean(process.stderr.isTTY),
+};
+
+function stderrLog(io: Io): Log {
+  const w = (level: string) => (m: string, p?: Record<string, unknown>) =>
+    io.err(`${level} ${m}${p ? ` ${JSON.stringify(p)}` : ''}`);
+  return { info: w('info'), warn: w('warn'), error: w('error') };
+}
+
+export async function main(argv: string[], io: MainIo = defaultIo): Promise<number> {
+  let json = argv.includes('--json');
   try {
-    const [command, sub, ...ids] = positionals;
-    if (command === 'status') {
-      const report = sub ? await flowHealth(app.engine, app.flow(sub)) : await healthReport(app);
-      console.log(JSON.stringify(report, null, 2));
-      return 0;
+    const { values, positionals } = parseArgs({
+      args: argv,
+      allowPositionals: true,
+      options: {
+        settings: { type: 'string' },
+        flow: { type: 'string' },
+        all: { type: 'boolean' },
+        json: { type: 'boolean' },
+        yes: { type: 'boolean' },
+        force: { type: 'boolean' },
+        expect: { type: 'string' },
+        from: { type: 'string' },
+        'no-wait': { type: 'boolean' },
+        timeout: { type: 'string' },
+        help: { type: 'boolean', short: 'h' },
+      },
+    });
+    json = values.json === true;
+    const [command, sub, ...rest] = positionals;
+    if (values.help || !command) {
+      io.out(command && HELP[command] ? HELP[command] : USAGE);
+      return values.help ? 0 : 2;
     }
-    if (command === 'quarantine' && sub === 'list') {
-      const flow = pickFlow(app, values.flow);
-      for (const e of await app.engine.quarantine(flow).list())
-        console.log(
-          `${e.id}\n  ${e.kind} record=${e.recordId ?? '?'} version=${e.version ?? '?'} attempts=${e.attempts} policy=${e.policy} at=${e.quarantinedAt}\n  error: ${e.error}`,
-        );
-      return 0;
+    if (!HELP[command]) {
+      io.err(`syncbridge: unknown command ${JSON.stringify(command)}\n\n${USAGE}`);
+      return 2;
     }
-    if (command === 'quarantine' && (sub === 'replay' || sub === 'discard')) {
-      const selection = values.all ? 'all' : ids;
-      if (selection !== 'all' && selection.length === 0) {
-        console.error(`quarantine ${sub} needs entry ids (see: quarantine list) or --all`);
-        return 2;
-      }
-      const flow = app.flow(pickFlow(app, values.flow));
-      const report =
-        sub === 'replay'
-          ? await replayQuarantined(app.engine, flow, selection, consoleLog)
-          : await discardQuarantined(app.engine, flow, selection, consoleLog);
-      console.log(JSON.stringify(report, null, 2));
-      return report.failed.length ? 1 : 0;
+    const key = command === 'quarantine' || command === 'cursor' ? `${command} ${sub ?? ''}` : command;
+    const valid = ['status', 'backfill', 'cursor get', 'cursor set', 'quarantine list', 'quarantine show', 'quarantine replay', 'quarantine discard'];
+    if (!valid.includes(key)) {
+      io.err(`syncbridge: ${command} needs one of: ${valid.filter((v) => v.startsWith(`${command} `)).map((v) => v.split(' ')[1]).join(', ')}\n\n${HELP[command]}`);
+      return 2;
     }
-    console.error(USAGE);
-    return 2;
-  } finally {
-    await app.close();
+    const env = cliEnv(values.settings, io.env ?? process.env);
+    const app = createApp(loadCommandConfig(env, { transport: NEEDS_TRANSPORT.has(key) }));
+    const c: commands.Ctx = { app, io, json, log: stderrLog(io) };
+    try {
+      const timeout = values.timeout === undefined ? 600 : Number(values.timeout);
+      if (!Number.isFinite(timeout) || timeout <= 0)
+        throw new AppError('validation', `--timeout must be a number of seconds, got ${JSON.stringify(values.timeout)}`);
+      const result =
+        key === 'status'
+          ? await commands.status(c, sub)
+          : key === 'cursor get'
+            ? await commands.cursorGet(c, rest[0] ?? values.flow)
+            : key === 'cursor set'
+              ? await commands.cursorSet(c, {
+                  flow: values.flow,
+                  value: rest[0],
+                  expect: values.expect,
+                  yes: values.yes === true,
+                  force: values.force === true,
+                })
+              : key === 'quarantine list'
+                ? await commands.quarantineList(c, values.flow)
+                : key === 'quarantine show'
+                  ? await commands.quarantineShow(c, values.flow, rest[0])
+                  : key === 'backfill'
+                    ? await commands.backfill(c, {
+                        flow: sub,
+                        from: values.from,
+                        yes: values.yes === true,
+                        force: values.force === true,
+                        wait: values['no-wait'] !== true,
+                        timeoutSeconds: timeout,
+                      })
+                    : await commands.quarantineAct(c, sub as 'replay' | 'discard', values.flow, rest, values.all === true);
+      if (json) io.out(JSON.stringify(result.data, null, 2));
+      else for (const l of result.lines) io.out(l);
+      return result.code ?? 0;
+    } finally {
+      await app.close();
+    }
+  } catch (e) {
+    const known = e instanceof AppError || (e instanceof TypeError && 'code' in e && String(e.code).startsWith('ERR_PARSE_ARGS'));
+    if (json) {
+      const { body } = httpErrorOf(e instanceof AppError ? e : new AppError('validation', errorText(e)));
+      io.err(JSON.stringify(body));
+    } else io.err(`syncbridge: ${known ? (e as Error).message : errorText(e)}`);
+    const usage = e instanceof TypeError && known;
+    return usage ? 2 : 1;
   }
 }
 
-if (require.main === module) {
-  main(process.argv.slice(2)).then(
-    (code) => process.exit(code),
-    (e) => {
-      console.error(e instanceof AppError ? e.message : `syncbridge: ${errorText(e)}`);
-      process.exit(1);
-    },
-  );
-}
+if (require.main === module) void main(process.argv.slice(2)).then((code) => process.exit(code));

@@ -1,0 +1,263 @@
+/**
+ * The operator CLI's commands. Each returns its result as data (printed as JSON with --json)
+ * and its human lines; failures are AppErrors with what is wrong and what to do.
+ */
+import { discardQuarantined, replayQuarantined } from '../lib/batch/operations';
+import type { AppServices } from '../lib/compose';
+import { AppError, ConflictError, ValidationError } from '../lib/errors';
+import { flowReport, healthReport, type FlowReport } from '../lib/health';
+import type { Log } from '../lib/ports';
+import { progressReporter, renderEntry, renderFlow, type Io } from './render';
+
+export interface Result {
+  data: unknown;
+  lines: string[];
+  /** Exit code when not 0 (e.g. a replay with failures). */
+  code?: number;
+}
+
+export interface Ctx {
+  app: AppServices;
+  io: Io;
+  json: boolean;
+  /** Logs of engine steps go to stderr: stdout is the command's result. */
+  log: Log;
+}
+
+export function pickFlow(app: AppServices, name: string | undefined): string {
+  if (name) return app.flow(name).name;
+  if (app.flows.length === 1) return app.flows[0]!.name;
+  throw new ValidationError(
+    `this app has ${app.flows.length ? `several flows (${app.flows.map((f) => f.name).join(', ')})` : 'no view-sync flow'}; name one with --flow`,
+  );
+}
+
+export async function status(c: Ctx, flow: string | undefined): Promise<Result> {
+  if (flow) {
+    const h = await flowReport(c.app, flow);
+    return { data: h, lines: renderFlow(h), code: h.status === 'blocked' || h.status === 'lagging' ? 3 : 0 };
+  }
+  const r = await healthReport(c.app);
+  const lines = [`overall ${r.status.toUpperCase()}`, ''];
+  for (const h of r.flows) lines.push(...renderFlow(h), '');
+  return { data: r, lines, code: r.status === 'blocked' || r.status === 'lagging' ? 3 : 0 };
+}
+
+function parseCursor(value: string | undefined, what: string): bigint {
+  if (value === undefined || !/^\d{1,30}$/.test(value))
+    throw new ValidationError(`${what} must be a lastSubmissionId (a whole number), got ${JSON.stringify(value ?? '')}`);
+  return BigInt(value);
+}
+
+/** Refuses while the flow has a batch in flight or a plan running: its completion moves the cursor. */
+function assertIdle(h: FlowReport, force: boolean, what: string): void {
+  if (force) return;
+  const busy = h.batch
+    ? `batch ${h.batch.id} is in flight (${h.batch.state}, ${h.batch.done}/${h.batch.messages ?? '?'} messages)`
+    : h.planning
+      ? `a plan has been running for ${h.planning.ageSeconds}s`
+      : undefined;
+  if (busy)
+    throw new ConflictError(
+      `flow ${h.flow}: ${busy}; its completion moves the cursor, so ${what} now would race it. Wait until \`syncbridge status ${h.flow}\` shows no batch, or pass --force`,
+      { code: 'batch_in_flight' },
+    );
+}
+
+export async function cursorGet(c: Ctx, flowName: string | undefined): Promise<Result> {
+  const flow = c.app.flow(pickFlow(c.app, flowName));
+  const value = await flow.cursor.read();
+  const data = { flow: flow.name, cursor: value?.toString() ?? null, location: flow.cursor.describe() };
+  return { data, lines: [`${flow.name}: cursor ${data.cursor ?? '(none)'} (${data.location})`] };
+}
+
+export interface CursorSetOptions {
+  flow?: string;
+  value: string | undefined;
+  /** Only if the cursor is this now (compare-and-set against what the operator saw). */
+  expect?: string;
+  yes: boolean;
+  force: boolean;
+}
+
+export async function cursorSet(c: Ctx, o: CursorSetOptions): Promise<Result> {
+  const flow = c.app.flow(pickFlow(c.app, o.flow));
+  const next = parseCursor(o.value, 'the new cursor');
+  const current = await flow.cursor.read();
+  if (o.expect !== undefined && (current?.toString() ?? 'none') !== o.expect)
+    throw new ConflictError(
+      `flow ${flow.name}: the cursor is ${current ?? '(none)'}, not ${o.expect} as --expect says; nothing changed`,
+      { code: 'cursor_changed' },
+    );
+  assertIdle(await flowReport(c.app, flow.name), o.force, 'moving the cursor');
+  const change = `${current ?? '(none)'} → ${next}`;
+  if (!o.yes)
+    throw new ValidationError(
+      `this would move the cursor of flow ${flow.name} ${change} (${flow.cursor.describe()}); add --yes to do it`,
+      { code: 'confirmation_required' },
+    );
+  const res = await flow.cursor.compareAndSet(current, next);
+  if (!res.ok)
+    throw new ConflictError(
+      `flow ${flow.name}: the cursor changed meanwhile (now ${res.current ?? '(none)'}); nothing changed`,
+      { code: 'cursor_changed' },
+    );
+  const forward = current !== undefined && next > current;
+  const data = { flow: flow.name, from: current?.toString() ?? null, to: next.toString(), location: flow.cursor.describe() };
+  return {
+    data,
+    lines: [
+      `${flow.name}: cursor ${change} (${data.location})`,
+      forward
+        ? `  changes with lastSubmissionId ${current! + 1n}..${next} that were not synced yet will NOT be synced`
+        : '  the next sync re-reads from there; versions the target already has are skipped',
+    ],
+  };
+}
+
+export async function quarantineList(c: Ctx, flowName: string | undefined): Promise<Result> {
+  const flow = pickFlow(c.app, flowName);
+  const entries = await c.app.engine.quarantine(flow).list();
+  const lines = entries.length ? entries.flatMap((e) => renderEntry(e)) : [`flow ${flow}: quarantine is empty`];
+  // The list shows what and why; a payload only with `quarantine show <id>`.
+  return { data: { flow, entries: entries.map(({ payload: _p, ...e }) => e) }, lines };
+}
+
+export async function quarantineShow(c: Ctx, flowName: string | undefined, id: string | undefined): Promise<Result> {
+  if (!id) throw new ValidationError('quarantine show needs an entry id (see: quarantine list)');
+  const flow = pickFlow(c.app, flowName);
+  const entry = (await c.app.engine.quarantine(flow).list()).find((e) => e.id === id);
+  if (!entry)
+    throw new AppError('validation', `flow ${flow} has no quarantine entry ${id} (see: quarantine list)`, {
+      code: 'not_found',
+    });
+  return { data: entry, lines: renderEntry(entry, true) };
+}
+
+export async function quarantineAct(
+  c: Ctx,
+  action: 'replay' | 'discard',
+  flowName: string | undefined,
+  ids: string[],
+  all: boolean,
+): Promise<Result> {
+  const selection = all ? ('all' as const) : ids;
+  if (selection !== 'all' && selection.length === 0)
+    throw new ValidationError(`quarantine ${action} needs entry ids (see: quarantine list) or --all`);
+  const flow = c.app.flow(pickFlow(c.app, flowName));
+  let report;
+  if (action === 'replay') {
+    const p = progressReporter(c.io, `replaying ${flow.name}`, c.json);
+    try {
+      report = await replayQuarantined(c.app.engine, flow, selection, c.log, (d, t) => p.update(d, t));
+    } finally {
+      p.stop();
+    }
+  } else report = await discardQuarantined(c.app.engine, flow, selection, c.log);
+  const lines = [
+    `${action}: ${report.done.length} done, ${report.skipped.length} skipped, ${report.failed.length} failed (flow ${flow.name})`,
+    ...report.done.map((d) => `  done    ${d}`),
+    ...report.skipped.map((s) => `  skipped ${s.id}: ${s.reason}`),
+    ...report.failed.map((f) => `  failed  ${f.id}: ${f.error}`),
+  ];
+  return { data: { flow: flow.name, ...report }, lines, code: report.failed.length ? 1 : 0 };
+}
+
+export interface BackfillOptions {
+  flow: string | undefined;
+  from: string | undefined;
+  yes: boolean;
+  force: boolean;
+  wait: boolean;
+  timeoutSeconds: number;
+  pollMs?: number;
+}
+
+/**
+ * Re-syncs a flow from an earlier lastSubmissionId: compare-and-set the cursor back, ask the
+ * running app to plan at once (a `poll` on the control queue), and follow until the cursor is
+ * back where it was. Safe by the target's version check: a version it already has is skipped,
+ * so only what is missing or older in the target is written.
+ */
+export async function backfill(c: Ctx, o: BackfillOptions): Promise<Result> {
+  if (!o.flow) throw new ValidationError('backfill needs a flow: backfill <flow> --from <lastSubmissionId>');
+  const flow = c.app.flow(o.flow);
+  const from = parseCursor(o.from, '--from');
+  const current = await flow.cursor.read();
+  if (current !== undefined && from > current)
+    throw new ValidationError(
+      `--from ${from} is past the cursor ${current} of flow ${flow.name}: a backfill goes back (to skip ahead, use cursor set)`,
+    );
+  const before = await flowReport(c.app, flow.name);
+  assertIdle(before, o.force, 'a backfill');
+  if (!o.yes)
+    throw new ValidationError(
+      `this would re-sync flow ${flow.name} from ${from} (cursor ${current ?? '(none)'} → ${from}); add --yes to do it`,
+      { code: 'confirmation_required' },
+    );
+  if (current === undefined || from < current) {
+    const res = await flow.cursor.compareAndSet(current, from);
+    if (!res.ok)
+      throw new ConflictError(`flow ${flow.name}: the cursor changed meanwhile (now ${res.current ?? '(none)'}); nothing changed`, {
+        code: 'cursor_changed',
+      });
+  }
+  const startedAt = c.app.engine.now();
+  await c.app.engine.transport.send('control', [
+    {
+      messageId: `backfill-${flow.name}-${startedAt}`,
+      kind: 'poll',
+      body: { type: 'poll', stream: flow.name, reason: `backfill from ${from} (operator CLI)` },
+    },
+  ]);
+  const target = current ?? from;
+  const summary = (h: FlowReport, done: boolean) => ({
+    flow: flow.name,
+    from: from.toString(),
+    previousCursor: current?.toString() ?? null,
+    cursor: (h.cursor as string | null | undefined) ?? null,
+    done,
+    applied: h.totals.applied - before.totals.applied,
+    skipped: h.totals.skipped - before.totals.skipped,
+    quarantined: h.totals.quarantined - before.totals.quarantined,
+    batches: h.totals.batches - before.totals.batches,
+  });
+  if (!o.wait) {
+    return {
+      data: summary(before, false),
+      lines: [`${flow.name}: cursor ${current ?? '(none)'} → ${from}; asked the app to plan (follow with: syncbridge status ${flow.name})`],
+    };
+  }
+  const span = Number(target - from) || 1;
+  const p = progressReporter(c.io, `backfill ${flow.name}`, c.json);
+  const deadline = Date.now() + o.timeoutSeconds * 1000;
+  try {
+    for (;;) {
+      const h = await flowReport(c.app, flow.name);
+      const at = h.cursor ? BigInt(h.cursor as string) : from;
+      p.update(Math.min(span, Number(at - from)), span);
+      const s = summary(h, true);
+      // Done once the cursor is back where it was, nothing is in flight, and a batch completed
+      // (or there was nothing to re-read).
+      if (at >= target && !h.batch && !h.planning && (s.batches > 0 || from === target)) {
+        p.stop();
+        return {
+          data: s,
+          lines: [
+            `${flow.name}: backfill from ${from} done in ${s.batches} batch(es): ${s.applied} applied, ${s.skipped} skipped as already current, ${s.quarantined} quarantined; cursor ${h.cursor}`,
+          ],
+        };
+      }
+      if (h.status === 'blocked') throw new AppError('permanent', `flow ${flow.name} is blocked: ${h.problems.join('; ')}`);
+      if (Date.now() > deadline)
+        throw new AppError(
+          'transient',
+          `backfill of ${flow.name} not done after ${o.timeoutSeconds}s (cursor ${h.cursor ?? '(none)'} of ${target}); is the app running? It goes on in the background: follow with syncbridge status ${flow.name}`,
+          { code: 'timeout' },
+        );
+      await new Promise((r) => setTimeout(r, o.pollMs ?? 1000));
+    }
+  } finally {
+    p.stop();
+  }
+}

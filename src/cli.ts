@@ -107,9 +107,23 @@ export async function main(argv: string[], io: MainIo = defaultIo): Promise<numb
       return 2;
     }
     const key = command === 'quarantine' || command === 'cursor' ? `${command} ${sub ?? ''}` : command;
-    const valid = ['status', 'backfill', 'cursor get', 'cursor set', 'quarantine list', 'quarantine show', 'quarantine replay', 'quarantine discard'];
+    const valid = [
+      'status',
+      'backfill',
+      'cursor get',
+      'cursor set',
+      'quarantine list',
+      'quarantine show',
+      'quarantine replay',
+      'quarantine discard',
+    ];
     if (!valid.includes(key)) {
-      io.err(`syncbridge: ${command} needs one of: ${valid.filter((v) => v.startsWith(`${command} `)).map((v) => v.split(' ')[1]).join(', ')}\n\n${HELP[command]}`);
+      io.err(
+        `syncbridge: ${command} needs one of: ${valid
+          .filter((v) => v.startsWith(`${command} `))
+          .map((v) => v.split(' ')[1])
+          .join(', ')}\n\n${HELP[command]}`,
+      );
       return 2;
     }
     const env = cliEnv(values.settings, io.env ?? process.env);
@@ -118,7 +132,10 @@ export async function main(argv: string[], io: MainIo = defaultIo): Promise<numb
     try {
       const timeout = values.timeout === undefined ? 600 : Number(values.timeout);
       if (!Number.isFinite(timeout) || timeout <= 0)
-        throw new AppError('validation', `--timeout must be a number of seconds, got ${JSON.stringify(values.timeout)}`);
+        throw new AppError(
+          'validation',
+          `--timeout must be a number of seconds, got ${JSON.stringify(values.timeout)}`,
+        );
       const result =
         key === 'status'
           ? await commands.status(c, sub)
@@ -145,7 +162,13 @@ export async function main(argv: string[], io: MainIo = defaultIo): Promise<numb
                         wait: values['no-wait'] !== true,
                         timeoutSeconds: timeout,
                       })
-                    : await commands.quarantineAct(c, sub as 'replay' | 'discard', values.flow, rest, values.all === true);
+                    : await commands.quarantineAct(
+                        c,
+                        sub as 'replay' | 'discard',
+                        values.flow,
+                        rest,
+                        values.all === true,
+                      );
       if (json) io.out(JSON.stringify(result.data, null, 2));
       else for (const l of result.lines) io.out(l);
       return result.code ?? 0;
@@ -153,7 +176,9 @@ export async function main(argv: string[], io: MainIo = defaultIo): Promise<numb
       await app.close();
     }
   } catch (e) {
-    const known = e instanceof AppError || (e instanceof TypeError && 'code' in e && String(e.code).startsWith('ERR_PARSE_ARGS'));
+    const known =
+      e instanceof AppError ||
+      (e instanceof TypeError && 'code' in e && String(e.code).startsWith('ERR_PARSE_ARGS'));
     if (json) {
       const { body } = httpErrorOf(e instanceof AppError ? e : new AppError('validation', errorText(e)));
       io.err(JSON.stringify(body));

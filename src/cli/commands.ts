@@ -45,7 +45,9 @@ export async function status(c: Ctx, flow: string | undefined): Promise<Result> 
 
 function parseCursor(value: string | undefined, what: string): bigint {
   if (value === undefined || !/^\d{1,30}$/.test(value))
-    throw new ValidationError(`${what} must be a lastSubmissionId (a whole number), got ${JSON.stringify(value ?? '')}`);
+    throw new ValidationError(
+      `${what} must be a lastSubmissionId (a whole number), got ${JSON.stringify(value ?? '')}`,
+    );
   return BigInt(value);
 }
 
@@ -103,7 +105,12 @@ export async function cursorSet(c: Ctx, o: CursorSetOptions): Promise<Result> {
       { code: 'cursor_changed' },
     );
   const forward = current !== undefined && next > current;
-  const data = { flow: flow.name, from: current?.toString() ?? null, to: next.toString(), location: flow.cursor.describe() };
+  const data = {
+    flow: flow.name,
+    from: current?.toString() ?? null,
+    to: next.toString(),
+    location: flow.cursor.describe(),
+  };
   return {
     data,
     lines: [
@@ -118,12 +125,18 @@ export async function cursorSet(c: Ctx, o: CursorSetOptions): Promise<Result> {
 export async function quarantineList(c: Ctx, flowName: string | undefined): Promise<Result> {
   const flow = pickFlow(c.app, flowName);
   const entries = await c.app.engine.quarantine(flow).list();
-  const lines = entries.length ? entries.flatMap((e) => renderEntry(e)) : [`flow ${flow}: quarantine is empty`];
+  const lines = entries.length
+    ? entries.flatMap((e) => renderEntry(e))
+    : [`flow ${flow}: quarantine is empty`];
   // The list shows what and why; a payload only with `quarantine show <id>`.
   return { data: { flow, entries: entries.map(({ payload: _p, ...e }) => e) }, lines };
 }
 
-export async function quarantineShow(c: Ctx, flowName: string | undefined, id: string | undefined): Promise<Result> {
+export async function quarantineShow(
+  c: Ctx,
+  flowName: string | undefined,
+  id: string | undefined,
+): Promise<Result> {
   if (!id) throw new ValidationError('quarantine show needs an entry id (see: quarantine list)');
   const flow = pickFlow(c.app, flowName);
   const entry = (await c.app.engine.quarantine(flow).list()).find((e) => e.id === id);
@@ -198,9 +211,12 @@ export async function backfill(c: Ctx, o: BackfillOptions): Promise<Result> {
   if (current === undefined || from < current) {
     const res = await flow.cursor.compareAndSet(current, from);
     if (!res.ok)
-      throw new ConflictError(`flow ${flow.name}: the cursor changed meanwhile (now ${res.current ?? '(none)'}); nothing changed`, {
-        code: 'cursor_changed',
-      });
+      throw new ConflictError(
+        `flow ${flow.name}: the cursor changed meanwhile (now ${res.current ?? '(none)'}); nothing changed`,
+        {
+          code: 'cursor_changed',
+        },
+      );
   }
   const startedAt = c.app.engine.now();
   await c.app.engine.transport.send('control', [
@@ -225,7 +241,9 @@ export async function backfill(c: Ctx, o: BackfillOptions): Promise<Result> {
   if (!o.wait) {
     return {
       data: summary(before, false),
-      lines: [`${flow.name}: cursor ${current ?? '(none)'} → ${from}; asked the app to plan (follow with: syncbridge status ${flow.name})`],
+      lines: [
+        `${flow.name}: cursor ${current ?? '(none)'} → ${from}; asked the app to plan (follow with: syncbridge status ${flow.name})`,
+      ],
     };
   }
   const span = Number(target - from) || 1;
@@ -248,7 +266,8 @@ export async function backfill(c: Ctx, o: BackfillOptions): Promise<Result> {
           ],
         };
       }
-      if (h.status === 'blocked') throw new AppError('permanent', `flow ${flow.name} is blocked: ${h.problems.join('; ')}`);
+      if (h.status === 'blocked')
+        throw new AppError('permanent', `flow ${flow.name} is blocked: ${h.problems.join('; ')}`);
       if (Date.now() > deadline)
         throw new AppError(
           'transient',

@@ -52,7 +52,9 @@ export function renderFlow(h: FlowReport): string[] {
   lines.push(`  quarantine ${h.quarantine.count} entr${h.quarantine.count === 1 ? 'y' : 'ies'}`);
   lines.push(`  last success ${h.lastCompletedAt ?? 'never'}`);
   if (h.lastError)
-    lines.push(`  last error   ${h.lastError.at ?? ''} ${h.lastError.kind ? `[${h.lastError.kind}] ` : ''}${h.lastError.message}`);
+    lines.push(
+      `  last error   ${h.lastError.at ?? ''} ${h.lastError.kind ? `[${h.lastError.kind}] ` : ''}${h.lastError.message}`,
+    );
   for (const p of h.problems) lines.push(`  ! ${p}`);
   return lines;
 }
@@ -65,7 +67,9 @@ export function renderEntry(e: StoredQuarantineEntry, full = false): string[] {
   ];
   if (full) {
     lines.push(`  stream=${e.stream ?? '-'} batch=${e.batchId ?? '-'} message=${e.chunk ?? '-'}`);
-    lines.push(`  payload: ${e.payload.length > 4000 ? `${e.payload.slice(0, 4000)}... (${e.payload.length} chars)` : e.payload}`);
+    lines.push(
+      `  payload: ${e.payload.length > 4000 ? `${e.payload.slice(0, 4000)}... (${e.payload.length} chars)` : e.payload}`,
+    );
   }
   return lines;
 }
@@ -79,7 +83,11 @@ export function progressReporter(io: Io, label: string, json: boolean) {
       if (io.isTTY) {
         if (!b) {
           b = new SingleBar(
-            { format: `${label} {bar} {value}/{total}`, stream: io.barStream ?? process.stderr, hideCursor: true },
+            {
+              format: `${label} {bar} {value}/{total}`,
+              stream: io.barStream ?? process.stderr,
+              hideCursor: true,
+            },
             Presets.shades_classic,
           );
           b.start(total, done);

@@ -26,7 +26,9 @@ export function readSettingsFile(file: string): Record<string, string> {
   try {
     parsed = JSON.parse(text);
   } catch {
-    throw new ConfigError(`the settings file ${file} is not JSON; expected {"Values": {"NAME": "value", ...}}`);
+    throw new ConfigError(
+      `the settings file ${file} is not JSON; expected {"Values": {"NAME": "value", ...}}`,
+    );
   }
   const values = (parsed as { Values?: unknown } | null)?.Values;
   if (!values || typeof values !== 'object')

@@ -40,10 +40,18 @@ async function cli(p: Pipeline, ...args: string[]) {
     env: {},
   });
   const stdout = out.join('\n');
-  return { code, stdout, stderr: err.join('\n'), json: <T = Record<string, unknown>>() => JSON.parse(stdout) as T };
+  return {
+    code,
+    stdout,
+    stderr: err.join('\n'),
+    json: <T = Record<string, unknown>>() => JSON.parse(stdout) as T,
+  };
 }
 
-async function setup(records: number, o: { wrapTarget?: (t: TargetSystem) => TargetSystem; start?: boolean } = {}) {
+async function setup(
+  records: number,
+  o: { wrapTarget?: (t: TargetSystem) => TargetSystem; start?: boolean } = {},
+) {
   const sim = await FlowfinitySimulator.start({ initialRecords: records, seed: 11 });
   open.push(sim);
   const p = new Pipeline({
@@ -147,7 +155,12 @@ it('backfill re-syncs from an earlier point with progress and re-applies nothing
   const run = await cli(p, 'backfill', 'leads', '--from', '0', '--yes', '--json', '--timeout', '60');
   expect(run.stderr).toBe('');
   expect(run.code).toBe(0);
-  const summary = run.json() as unknown as { applied: number; skipped: number; batches: number; cursor: string };
+  const summary = run.json() as unknown as {
+    applied: number;
+    skipped: number;
+    batches: number;
+    cursor: string;
+  };
   expect(summary).toMatchObject({ applied: 0, skipped: 50, cursor: String(cursor) });
   expect(summary.batches).toBeGreaterThan(0);
   expect(p.target.writes).toBe(writes);

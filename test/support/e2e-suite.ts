@@ -194,8 +194,8 @@ export function e2eSuite(v: E2eVariant): void {
     const healed = await health();
     expect(healed.status).toBe(200);
     expect(healed.flows.leads).toMatchObject({ status: 'ok', lastError: null });
-    expect(healed.flows.leads.lag).toMatchObject({ maxSeconds: 3600 });
-    expect((healed.flows.leads.lag as { seconds: number }).seconds).toBeLessThan(60);
+    expect(healed.flows.leads!.lag).toMatchObject({ maxSeconds: 3600 });
+    expect((healed.flows.leads!.lag as { seconds: number }).seconds).toBeLessThan(60);
   });
 
   it('answers unknown routes with a JSON 404', async () => {

@@ -20,6 +20,8 @@ export type CompleteOutcome =
       to: string;
       records: number;
       repolled: boolean;
+      /** When the batch was planned (its duration, for telemetry). */
+      startedAt: string;
     }
   | { kind: 'noop'; batchId: string; reason: string };
 
@@ -129,5 +131,6 @@ async function finish(
     to: m.to,
     records: m.recordCount,
     repolled,
+    startedAt: m.createdAt,
   };
 }

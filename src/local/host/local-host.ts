@@ -552,7 +552,7 @@ export class LocalHost {
       const pre = {
         invocationContext: context,
         inputs: [input] as unknown[],
-        functionCallback: fn.handler,
+        functionHandler: fn.handler, // a hook may replace it, as in @azure/functions
         hookData,
         appHookData: this.appHookData,
       };
@@ -560,7 +560,7 @@ export class LocalHost {
       let result: unknown;
       let error: unknown;
       try {
-        result = await pre.functionCallback(...pre.inputs, context);
+        result = await pre.functionHandler(...pre.inputs, context);
       } catch (e) {
         error = e ?? new Error('the function threw a nullish value');
       }

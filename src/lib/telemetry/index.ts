@@ -11,6 +11,7 @@ import type { FlowHealth } from '../batch/health';
 import type { PlanOutcome } from '../batch/planner';
 import { AppError } from '../errors';
 import type { ApplyOutcome, TargetRecord, TargetSystem } from '../ports';
+import type { WebhookOutcome } from '../webhooks/intake';
 import { add, observe, set, syncMetrics } from './metrics';
 import { redactFields, redactText } from './redact';
 
@@ -59,12 +60,16 @@ export function recordHealth(h: Pick<FlowHealth, 'flow' | 'status' | 'lag' | 'qu
   set(m.quarantineSize, h.quarantine.count, a);
 }
 
-export function recordWebhookRequest(
-  flow: string,
-  outcome: 'accepted' | 'duplicate' | 'rejected',
-  reason?: string,
-): void {
-  syncMetrics().webhookRequests.add(1, { flow, outcome, ...(reason ? { reason } : {}) });
+/**
+ * One webhook request by outcome (accepted, duplicate, ignored, rejected, failed) and reason
+ * (the error code of a rejection): pass the intake's result (webhooks/intake.ts IntakeResult).
+ */
+export function recordWebhookRequest(r: { route: string; outcome: WebhookOutcome; reason?: string }): void {
+  syncMetrics().webhookRequests.add(1, {
+    flow: r.route,
+    outcome: r.outcome,
+    ...(r.reason ? { reason: r.reason } : {}),
+  });
 }
 
 export function recordDownload(flow: string, bytes: number): void {

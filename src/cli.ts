@@ -19,15 +19,17 @@ const USAGE = `usage: syncbridge [--settings FILE] [--json] <command> [options]
                                                  lag, quarantine, last success and error; exit 3 when
                                                  a flow is blocked or lagging
   cursor get [--flow NAME]                       the flow's cursor (lastSubmissionId) and where it is
-  cursor set <value> --yes [--flow NAME]         compare-and-set the cursor; refused while a batch is
-        [--expect CURRENT] [--force]             in flight unless --force; prints what changed
+  cursor set <value> --yes [--flow NAME]         compare-and-set the cursor between batches (holds the
+        [--expect CURRENT] [--wait S] [--force]  planner lease; waits up to --wait, default 30 s, for no
+                                                 batch in flight; --force skips it); prints the change
   quarantine list [--flow NAME]                  quarantined records with error and attempts
   quarantine show <id> [--flow NAME]             one entry, with its payload
   quarantine replay <id...>|--all [--flow NAME]  apply again through the idempotent path (a version
                                                  the target has is skipped), with progress and summary
   quarantine discard <id...>|--all [--flow NAME] drop entries (e.g. fixed at the source)
   backfill <flow> --from <lastSubmissionId> --yes  re-sync from an earlier point: cursor back, the
-        [--force] [--no-wait] [--timeout SECONDS]  app plans at once, progress until caught up;
+        [--wait S] [--force] [--no-wait]         app plans at once, progress until caught up;
+        [--timeout SECONDS]
                                                  versions the target already has are skipped
 
 Options: --json prints the result as JSON (errors as {"error":{code,message}} on stderr);
@@ -44,15 +46,15 @@ success, last error, and the problems found. Exit 3 when a flow is blocked or la
   cursor: `usage: syncbridge cursor get [--flow NAME] [--json]
        syncbridge cursor set <lastSubmissionId> --yes [--flow NAME] [--expect CURRENT] [--force]
 set is a compare-and-set against the value read (or --expect): it changes nothing when the cursor
-moved meanwhile. It is refused while a batch is in flight or a plan runs (their completion moves
-the cursor) unless --force. Moving it back re-syncs (versions the target has are skipped); moving
+moved meanwhile. It runs between batches, holding the planner lease so that no plan starts from the
+old cursor; it waits up to --wait seconds (default 30) for no batch in flight, and is refused after
+that (--force skips the wait and the lease: the batch in flight then fails its own compare-and-set). Moving it back re-syncs (versions the target has are skipped); moving
 it forward skips changes. It prints the change.`,
   quarantine: `usage: syncbridge quarantine list|show <id>|replay <id...>|--all|discard <id...>|--all [--flow NAME] [--json]
 replay applies each entry again through the target's conditional write (a version it already has
 is skipped), with progress and a summary; exit 1 when one failed. discard drops entries.`,
   backfill: `usage: syncbridge backfill <flow> --from <lastSubmissionId> --yes [--force] [--no-wait] [--timeout SECONDS]
-Moves the cursor back to --from (compare-and-set; refused while a batch is in flight unless
---force), asks the running app to plan at once (a poll on the control queue) and follows until
+Moves the cursor back to --from (compare-and-set between batches, as cursor set: --wait, --force), asks the running app to plan at once (a poll on the control queue) and follows until
 the cursor is back where it was (default timeout 600 s). Safe: the target skips every version it
 already has, so only missing or older records are written; the summary says how many.`,
 };
@@ -93,6 +95,7 @@ export async function main(argv: string[], io: MainIo = defaultIo): Promise<numb
         from: { type: 'string' },
         'no-wait': { type: 'boolean' },
         timeout: { type: 'string' },
+        wait: { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
     });
@@ -130,12 +133,17 @@ export async function main(argv: string[], io: MainIo = defaultIo): Promise<numb
     const app = createApp(loadCommandConfig(env, { transport: NEEDS_TRANSPORT.has(key) }));
     const c: commands.Ctx = { app, io, json, log: stderrLog(io) };
     try {
-      const timeout = values.timeout === undefined ? 600 : Number(values.timeout);
-      if (!Number.isFinite(timeout) || timeout <= 0)
-        throw new AppError(
-          'validation',
-          `--timeout must be a number of seconds, got ${JSON.stringify(values.timeout)}`,
-        );
+      const seconds = (name: 'timeout' | 'wait', fallback: number) => {
+        const v = values[name] === undefined ? fallback : Number(values[name]);
+        if (!Number.isFinite(v) || v < 0)
+          throw new AppError(
+            'validation',
+            `--${name} must be a number of seconds, got ${JSON.stringify(values[name])}`,
+          );
+        return v;
+      };
+      const timeout = seconds('timeout', 600);
+      const wait = seconds('wait', 30);
       const result =
         key === 'status'
           ? await commands.status(c, sub)
@@ -148,6 +156,7 @@ export async function main(argv: string[], io: MainIo = defaultIo): Promise<numb
                   expect: values.expect,
                   yes: values.yes === true,
                   force: values.force === true,
+                  waitSeconds: wait,
                 })
               : key === 'quarantine list'
                 ? await commands.quarantineList(c, values.flow)
@@ -160,6 +169,7 @@ export async function main(argv: string[], io: MainIo = defaultIo): Promise<numb
                         yes: values.yes === true,
                         force: values.force === true,
                         wait: values['no-wait'] !== true,
+                        waitSeconds: wait,
                         timeoutSeconds: timeout,
                       })
                     : await commands.quarantineAct(

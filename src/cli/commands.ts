@@ -51,19 +51,55 @@ function parseCursor(value: string | undefined, what: string): bigint {
   return BigInt(value);
 }
 
-/** Refuses while the flow has a batch in flight or a plan running: its completion moves the cursor. */
-function assertIdle(h: FlowReport, force: boolean, what: string): void {
-  if (force) return;
-  const busy = h.batch
-    ? `batch ${h.batch.id} is in flight (${h.batch.state}, ${h.batch.done}/${h.batch.messages ?? '?'} messages)`
-    : h.planning
-      ? `a plan has been running for ${h.planning.ageSeconds}s`
-      : undefined;
-  if (busy)
-    throw new ConflictError(
-      `flow ${h.flow}: ${busy}; its completion moves the cursor, so ${what} now would race it. Wait until \`syncbridge status ${h.flow}\` shows no batch, or pass --force`,
-      { code: 'batch_in_flight' },
-    );
+/**
+ * Runs `change` (a cursor compare-and-set) while holding the flow's planner lease, taken when no
+ * batch is in flight: a plan cannot start meanwhile (it finds the lease held and answers busy),
+ * so no batch can be planned from the old cursor and then fail its own compare-and-set. Waits up
+ * to `waitSeconds` for a gap between batches; `force` skips all of it.
+ */
+async function whileIdle<T>(
+  c: Ctx,
+  flow: string,
+  o: { force: boolean; waitSeconds: number; what: string },
+  change: () => Promise<T>,
+): Promise<T> {
+  if (o.force) return change();
+  const e = c.app.engine;
+  const ledger = e.ledger(flow);
+  const owner = `cli/${process.pid}/${Math.random().toString(36).slice(2, 8)}`;
+  const deadline = Date.now() + o.waitSeconds * 1000;
+  for (;;) {
+    const s = await ledger.getState();
+    const leaseHeld = s.leaseOwner && (s.leaseUntil ?? 0) > e.now();
+    if (!s.currentBatchId && !leaseHeld) {
+      const leased = await ledger.tryUpdateState(s, {
+        leaseOwner: owner,
+        leaseUntil: e.now() + 60_000,
+        leaseSince: e.now(),
+      });
+      if (leased && !leased.currentBatchId)
+        try {
+          return await change();
+        } finally {
+          await ledger.updateState((x) =>
+            x.leaseOwner === owner ? { leaseOwner: '', leaseUntil: 0, leaseSince: 0 } : undefined,
+          );
+        }
+    }
+    if (Date.now() >= deadline) {
+      const h = await flowReport(c.app, flow);
+      const busy = h.batch
+        ? `batch ${h.batch.id} is in flight (${h.batch.state}, ${h.batch.done}/${h.batch.messages ?? '?'} messages)`
+        : h.planning
+          ? `a plan has been running for ${h.planning.ageSeconds}s`
+          : 'batches kept starting';
+      throw new ConflictError(
+        `flow ${flow}: ${busy}; its completion moves the cursor, so ${o.what} now would race it. Waited ${o.waitSeconds}s for a gap between batches; try again (--wait SECONDS), or pass --force`,
+        { code: 'batch_in_flight' },
+      );
+    }
+    await new Promise((r) => setTimeout(r, 300));
+  }
 }
 
 export async function cursorGet(c: Ctx, flowName: string | undefined): Promise<Result> {
@@ -80,25 +116,33 @@ export interface CursorSetOptions {
   expect?: string;
   yes: boolean;
   force: boolean;
+  /** How long to wait for a gap between batches. */
+  waitSeconds: number;
 }
 
 export async function cursorSet(c: Ctx, o: CursorSetOptions): Promise<Result> {
   const flow = c.app.flow(pickFlow(c.app, o.flow));
   const next = parseCursor(o.value, 'the new cursor');
-  const current = await flow.cursor.read();
-  if (o.expect !== undefined && (current?.toString() ?? 'none') !== o.expect)
-    throw new ConflictError(
-      `flow ${flow.name}: the cursor is ${current ?? '(none)'}, not ${o.expect} as --expect says; nothing changed`,
-      { code: 'cursor_changed' },
-    );
-  assertIdle(await flowReport(c.app, flow.name), o.force, 'moving the cursor');
-  const change = `${current ?? '(none)'} → ${next}`;
+  const checkExpected = (current: bigint | undefined) => {
+    if (o.expect !== undefined && (current?.toString() ?? 'none') !== o.expect)
+      throw new ConflictError(
+        `flow ${flow.name}: the cursor is ${current ?? '(none)'}, not ${o.expect} as --expect says; nothing changed`,
+        { code: 'cursor_changed' },
+      );
+  };
+  const seen = await flow.cursor.read();
+  checkExpected(seen);
   if (!o.yes)
     throw new ValidationError(
-      `this would move the cursor of flow ${flow.name} ${change} (${flow.cursor.describe()}); add --yes to do it`,
+      `this would move the cursor of flow ${flow.name} ${seen ?? '(none)'} → ${next} (${flow.cursor.describe()}); add --yes to do it`,
       { code: 'confirmation_required' },
     );
-  const res = await flow.cursor.compareAndSet(current, next);
+  // Read again between batches: a batch that completed while we waited moved it.
+  const { current, res } = await whileIdle(c, flow.name, { ...o, what: 'moving the cursor' }, async () => {
+    const now = await flow.cursor.read();
+    checkExpected(now);
+    return { current: now, res: await flow.cursor.compareAndSet(now, next) };
+  });
   if (!res.ok)
     throw new ConflictError(
       `flow ${flow.name}: the cursor changed meanwhile (now ${res.current ?? '(none)'}); nothing changed`,
@@ -114,7 +158,7 @@ export async function cursorSet(c: Ctx, o: CursorSetOptions): Promise<Result> {
   return {
     data,
     lines: [
-      `${flow.name}: cursor ${change} (${data.location})`,
+      `${flow.name}: cursor ${current ?? '(none)'} → ${next} (${data.location})`,
       forward
         ? `  changes with lastSubmissionId ${current! + 1n}..${next} that were not synced yet will NOT be synced`
         : '  the next sync re-reads from there; versions the target already has are skipped',
@@ -182,6 +226,7 @@ export interface BackfillOptions {
   yes: boolean;
   force: boolean;
   wait: boolean;
+  waitSeconds: number;
   timeoutSeconds: number;
   pollMs?: number;
 }
@@ -201,15 +246,16 @@ export async function backfill(c: Ctx, o: BackfillOptions): Promise<Result> {
     throw new ValidationError(
       `--from ${from} is past the cursor ${current} of flow ${flow.name}: a backfill goes back (to skip ahead, use cursor set)`,
     );
-  const before = await flowReport(c.app, flow.name);
-  assertIdle(before, o.force, 'a backfill');
   if (!o.yes)
     throw new ValidationError(
       `this would re-sync flow ${flow.name} from ${from} (cursor ${current ?? '(none)'} → ${from}); add --yes to do it`,
       { code: 'confirmation_required' },
     );
+  const before = await flowReport(c.app, flow.name);
   if (current === undefined || from < current) {
-    const res = await flow.cursor.compareAndSet(current, from);
+    const res = await whileIdle(c, flow.name, { ...o, what: 'a backfill' }, () =>
+      flow.cursor.compareAndSet(current, from),
+    );
     if (!res.ok)
       throw new ConflictError(
         `flow ${flow.name}: the cursor changed meanwhile (now ${res.current ?? '(none)'}); nothing changed`,

@@ -79,17 +79,24 @@ it('status shows a batch in flight; cursor set is refused during it, then compar
   expect(text.stdout).toMatch(/leads {2}OK/);
   expect(text.stdout).toMatch(/batch +\S+ dispatched, 0\/4 messages, 40 records/);
 
-  const refused = await cli(p, 'cursor', 'set', '5', '--yes', '--json');
+  const refused = await cli(p, 'cursor', 'set', '5', '--yes', '--json', '--wait', '0');
   expect(refused.code).toBe(1);
   expect(JSON.parse(refused.stderr)).toMatchObject({ error: { code: 'batch_in_flight' } });
   expect(await p.cursor.read()).toBeUndefined();
 
+  // Without --wait 0 it waits for the gap between batches, then sets between them.
+  const waiting = cli(p, 'cursor', 'set', '7', '--yes', '--wait', '30');
   await p.start();
+  const waited = await waiting;
+  expect(waited.code).toBe(0);
   await p.settle();
+  expect(waited.stdout).toMatch(/^leads: cursor \d+ → 7/);
+  expect(await p.cursor.read()).toBe(7n);
+  expect(p.violations).toEqual([]);
   expect((await p.health()).batch).toBeNull();
   const before = await cli(p, 'cursor', 'get', '--json');
   const cursor = before.json<{ cursor: string }>().cursor;
-  expect(cursor).toBe(String(await p.cursor.read()));
+  expect(cursor).toBe('7');
 
   const unconfirmed = await cli(p, 'cursor', 'set', '5');
   expect(unconfirmed.code).toBe(1);

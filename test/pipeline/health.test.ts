@@ -11,6 +11,7 @@ import { FlowfinitySimulator } from '../../src/local/flowfinity-simulator';
 import { progressLines } from '../../src/local/progress-line';
 import { sharedAzurite } from '../support/azurite';
 import { Pipeline, quietLog } from '../support/pipeline';
+import { waitFor } from '../support/wait';
 
 const open: { stop(): Promise<void> }[] = [];
 afterEach(async () => {
@@ -49,6 +50,18 @@ it('answers 200 in sync, 503 once the lag passes HEALTH_MAX_LAG_MINUTES, 200 aga
 
   expect((await p.tick()).kind).toBe('empty'); // caught up as of this plan
   expect(healthHttpStatus((await healthReport(p.app)).status)).toBe(200);
+});
+
+it('a hung view request shows as a plan in progress with its age', async () => {
+  const { sim, p } = await setup(10, { FLOWFINITY_TIMEOUT_MS: '2000' });
+  sim.faults.hangNext(1);
+  const tick = p.tick();
+  const planning = await waitFor(async () => (await p.health()).planning);
+  expect(planning.ageSeconds).toBeGreaterThanOrEqual(0);
+  expect(Date.parse(planning.since)).toBeLessThanOrEqual(Date.now());
+  expect((await tick).kind).toBe('planned'); // the request timed out and its retry was answered
+  await p.settle();
+  expect((await p.health()).planning).toBeNull();
 });
 
 it('a poison block answers 503; quarantined records alone stay 200 (degraded)', () => {

@@ -15,9 +15,10 @@ import type { Log } from './lib/ports';
 
 const USAGE = `usage: syncbridge [--settings FILE] [--json] <command> [options]
 
-  status [flow]                                  health per flow: cursor, batch in flight (progress),
+  status [flow] [--watch [--interval S]]         health per flow: cursor, batch in flight (progress),
                                                  lag, quarantine, last success and error; exit 3 when
-                                                 a flow is blocked or lagging
+                                                 a flow is blocked or lagging; --watch: live progress
+                                                 bars on a terminal until Ctrl-C (or --timeout S)
   cursor get [--flow NAME]                       the flow's cursor (lastSubmissionId) and where it is
   cursor set <value> --yes [--flow NAME]         compare-and-set the cursor between batches (holds the
         [--expect CURRENT] [--wait S] [--force]  planner lease; waits up to --wait, default 30 s, for no
@@ -39,10 +40,12 @@ layout). \`npm start\` prints the command that points the CLI at its Azurite.
 Exit codes: 0 done, 1 failed, 2 usage, 3 status found a blocked or lagging flow.`;
 
 const HELP: Record<string, string> = {
-  status: `usage: syncbridge status [flow] [--json]
+  status: `usage: syncbridge status [flow] [--json] [--watch [--interval SECONDS] [--timeout SECONDS]]
 Everything /api/health shows, per flow, readable: cursor, the batch in flight with a progress bar,
 a plan running and its age, lag (time since last caught up; cursor age), quarantine count, last
-success, last error, and the problems found. Exit 3 when a flow is blocked or lagging.`,
+success, last error, and the problems found. Exit 3 when a flow is blocked or lagging.
+--watch refreshes every --interval seconds (default 2): a live progress bar per flow on a terminal
+(cli-progress), a line per flow elsewhere; until Ctrl-C or --timeout.`,
   cursor: `usage: syncbridge cursor get [--flow NAME] [--json]
        syncbridge cursor set <lastSubmissionId> --yes [--flow NAME] [--expect CURRENT] [--force]
 set is a compare-and-set against the value read (or --expect): it changes nothing when the cursor
@@ -96,6 +99,8 @@ export async function main(argv: string[], io: MainIo = defaultIo): Promise<numb
         'no-wait': { type: 'boolean' },
         timeout: { type: 'string' },
         wait: { type: 'string' },
+        watch: { type: 'boolean' },
+        interval: { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
     });
@@ -133,7 +138,7 @@ export async function main(argv: string[], io: MainIo = defaultIo): Promise<numb
     const app = createApp(loadCommandConfig(env, { transport: NEEDS_TRANSPORT.has(key) }));
     const c: commands.Ctx = { app, io, json, log: stderrLog(io) };
     try {
-      const seconds = (name: 'timeout' | 'wait', fallback: number) => {
+      const seconds = (name: 'timeout' | 'wait' | 'interval', fallback: number) => {
         const v = values[name] === undefined ? fallback : Number(values[name]);
         if (!Number.isFinite(v) || v < 0)
           throw new AppError(
@@ -145,40 +150,45 @@ export async function main(argv: string[], io: MainIo = defaultIo): Promise<numb
       const timeout = seconds('timeout', 600);
       const wait = seconds('wait', 30);
       const result =
-        key === 'status'
-          ? await commands.status(c, sub)
-          : key === 'cursor get'
-            ? await commands.cursorGet(c, rest[0] ?? values.flow)
-            : key === 'cursor set'
-              ? await commands.cursorSet(c, {
-                  flow: values.flow,
-                  value: rest[0],
-                  expect: values.expect,
-                  yes: values.yes === true,
-                  force: values.force === true,
-                  waitSeconds: wait,
-                })
-              : key === 'quarantine list'
-                ? await commands.quarantineList(c, values.flow)
-                : key === 'quarantine show'
-                  ? await commands.quarantineShow(c, values.flow, rest[0])
-                  : key === 'backfill'
-                    ? await commands.backfill(c, {
-                        flow: sub,
-                        from: values.from,
-                        yes: values.yes === true,
-                        force: values.force === true,
-                        wait: values['no-wait'] !== true,
-                        waitSeconds: wait,
-                        timeoutSeconds: timeout,
-                      })
-                    : await commands.quarantineAct(
-                        c,
-                        sub as 'replay' | 'discard',
-                        values.flow,
-                        rest,
-                        values.all === true,
-                      );
+        key === 'status' && values.watch
+          ? await commands.statusWatch(c, sub, {
+              intervalMs: seconds('interval', 2) * 1000,
+              untilSeconds: values.timeout === undefined ? 24 * 3600 : timeout,
+            })
+          : key === 'status'
+            ? await commands.status(c, sub)
+            : key === 'cursor get'
+              ? await commands.cursorGet(c, rest[0] ?? values.flow)
+              : key === 'cursor set'
+                ? await commands.cursorSet(c, {
+                    flow: values.flow,
+                    value: rest[0],
+                    expect: values.expect,
+                    yes: values.yes === true,
+                    force: values.force === true,
+                    waitSeconds: wait,
+                  })
+                : key === 'quarantine list'
+                  ? await commands.quarantineList(c, values.flow)
+                  : key === 'quarantine show'
+                    ? await commands.quarantineShow(c, values.flow, rest[0])
+                    : key === 'backfill'
+                      ? await commands.backfill(c, {
+                          flow: sub,
+                          from: values.from,
+                          yes: values.yes === true,
+                          force: values.force === true,
+                          wait: values['no-wait'] !== true,
+                          waitSeconds: wait,
+                          timeoutSeconds: timeout,
+                        })
+                      : await commands.quarantineAct(
+                          c,
+                          sub as 'replay' | 'discard',
+                          values.flow,
+                          rest,
+                          values.all === true,
+                        );
       if (json) io.out(JSON.stringify(result.data, null, 2));
       else for (const l of result.lines) io.out(l);
       return result.code ?? 0;

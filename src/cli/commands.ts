@@ -7,7 +7,7 @@ import type { AppServices } from '../lib/compose';
 import { AppError, ConflictError, ValidationError } from '../lib/errors';
 import { flowReport, healthReport, type FlowReport } from '../lib/health';
 import type { Log } from '../lib/ports';
-import { progressReporter, renderEntry, renderFlow, type Io } from './render';
+import { progressReporter, renderEntry, renderFlow, watchBars, watchLine, type Io } from './render';
 
 export interface Result {
   data: unknown;
@@ -22,6 +22,38 @@ export interface Ctx {
   json: boolean;
   /** Logs of engine steps go to stderr: stdout is the command's result. */
   log: Log;
+}
+
+/**
+ * `status --watch`: refreshes every `intervalMs` until `untilSeconds` pass (or Ctrl-C): live
+ * cli-progress bars on a terminal, a line per flow per refresh elsewhere.
+ */
+export async function statusWatch(
+  c: Ctx,
+  flow: string | undefined,
+  o: { intervalMs: number; untilSeconds: number },
+): Promise<Result> {
+  const bars = c.io.isTTY && !c.json ? watchBars(c.io) : undefined;
+  const deadline = Date.now() + o.untilSeconds * 1000;
+  let last: FlowReport[] = [];
+  let stop = false;
+  const onSignal = () => (stop = true);
+  process.once('SIGINT', onSignal);
+  try {
+    while (!stop) {
+      last = flow ? [await flowReport(c.app, flow)] : (await healthReport(c.app)).flows;
+      for (const h of last) {
+        if (bars) bars.show(h);
+        else if (!c.json) c.io.out(`${new Date().toISOString().slice(11, 19)} ${h.flow} ${watchLine(h)}`);
+      }
+      if (Date.now() + o.intervalMs > deadline) break;
+      await new Promise((r) => setTimeout(r, o.intervalMs));
+    }
+  } finally {
+    process.removeListener('SIGINT', onSignal);
+    bars?.stop();
+  }
+  return { data: flow ? last[0] : { flows: last }, lines: [] };
 }
 
 export function pickFlow(app: AppServices, name: string | undefined): string {

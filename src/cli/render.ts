@@ -1,5 +1,5 @@
 /** Terminal rendering of the CLI's results: health per flow, quarantine entries, progress. */
-import { Presets, SingleBar } from 'cli-progress';
+import { MultiBar, Presets, SingleBar } from 'cli-progress';
 import type { StoredQuarantineEntry } from '../lib/batch/quarantine';
 import type { FlowReport } from '../lib/health';
 
@@ -102,6 +102,44 @@ export function progressReporter(io: Io, label: string, json: boolean) {
     },
     stop() {
       b?.stop();
+    },
+  };
+}
+
+/** One line of `status --watch` for a flow: what the progress bar's payload shows. */
+export function watchLine(h: FlowReport): string {
+  const b = h.batch;
+  const batch = b
+    ? `${b.state} ${b.done}/${b.messages ?? '?'} msgs, applied ${b.applied} skipped ${b.skipped}`
+    : h.planning
+      ? `planning ${h.planning.ageSeconds}s`
+      : 'idle';
+  return `${h.status.toUpperCase()} cursor ${String(h.cursor ?? '-')} | ${batch} | lag ${h.lag.seconds ?? '?'}s | quarantine ${h.quarantine.count}`;
+}
+
+/** Live bars for `status --watch` on a terminal: one per flow, the batch in flight's messages. */
+export function watchBars(io: Io) {
+  const multi = new MultiBar(
+    {
+      format: '{flow} {bar} {value}/{total} {line}',
+      stream: io.barStream ?? process.stderr,
+      hideCursor: true,
+      clearOnComplete: false,
+    },
+    Presets.shades_classic,
+  );
+  const bars = new Map<string, SingleBar>();
+  return {
+    show(h: FlowReport) {
+      const total = h.batch?.messages ?? 0;
+      const payload = { flow: h.flow.padEnd(12), line: watchLine(h) };
+      let b = bars.get(h.flow);
+      if (!b) bars.set(h.flow, (b = multi.create(Math.max(total, 1), 0, payload)));
+      b.setTotal(Math.max(total, 1));
+      b.update(h.batch ? h.batch.done : 0, payload);
+    },
+    stop() {
+      multi.stop();
     },
   };
 }

@@ -6,6 +6,7 @@
  */
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
+import { Writable } from 'node:stream';
 import path from 'node:path';
 import { afterAll, afterEach, beforeAll, expect, it } from 'vitest';
 import { main } from '../../src/cli';
@@ -26,11 +27,16 @@ afterEach(async () => {
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 /** Runs the CLI in this process with the pipeline's settings in a file; captures its output. */
-async function cli(p: Pipeline, ...args: string[]) {
+async function settingsFile(p: Pipeline) {
   const file = path.join(dir, `${Math.random().toString(36).slice(2)}.json`);
   // No view credentials in the file: no command of the CLI may need them.
   const { FLOWFINITY_PASSWORD: _p, FLOWFINITY_USERNAME: _u, ...values } = p.env;
   writeFileSync(file, JSON.stringify({ Values: values }));
+  return file;
+}
+
+async function cli(p: Pipeline, ...args: string[]) {
+  const file = await settingsFile(p);
   const out: string[] = [];
   const err: string[] = [];
   const code = await main(['--settings', file, ...args], {
@@ -75,6 +81,28 @@ it('status shows a batch in flight; cursor set is refused during it, then compar
   expect(status.code).toBe(0);
   const h = status.json() as unknown as { batch: { state: string; messages: number; done: number } | null };
   expect(h.batch).toMatchObject({ state: 'dispatched', messages: 4, done: 0 });
+  const watched = await cli(p, 'status', 'leads', '--watch', '--interval', '0.1', '--timeout', '0.35');
+  expect(watched.code).toBe(0);
+  expect(watched.stdout).toMatch(
+    /leads OK cursor - \| dispatched 0\/4 msgs, applied 0 skipped 0 \| lag \S+ \| quarantine 0/,
+  );
+  // On a terminal: cli-progress bars (drawn on stderr), one per flow.
+  const drawn: string[] = [];
+  const tty = Object.assign(
+    new Writable({
+      write(chunk: Buffer, _enc, done) {
+        drawn.push(chunk.toString());
+        done();
+      },
+    }),
+    { isTTY: true, columns: 160 },
+  );
+  const code = await main(
+    ['--settings', await settingsFile(p), 'status', '--watch', '--interval', '0.1', '--timeout', '0.35'],
+    { out: () => {}, err: () => {}, isTTY: true, barStream: tty, env: {} },
+  );
+  expect(code).toBe(0);
+  expect(drawn.join('')).toMatch(/leads +\S*[░█]+\S* 0\/4 OK cursor -/);
   const text = await cli(p, 'status');
   expect(text.stdout).toMatch(/leads {2}OK/);
   expect(text.stdout).toMatch(/batch +\S+ dispatched, 0\/4 messages, 40 records/);

@@ -6,14 +6,19 @@
  */
 import { applyRecordsMessage } from '../lib/batch/applier';
 import { getApp } from '../lib/compose';
+import { inSpan, recordApply } from '../lib/telemetry';
 import { contextLog, registerQueueFunction } from './shared/invocation';
 
 registerQueueFunction('recordsPoison', 'records', 'poison', async (body, delivery, context) => {
-  const report = await applyRecordsMessage(
-    getApp().engine,
-    body,
-    { ...delivery, poison: true, poisonReason: delivery.deadLetterReason ?? 'delivery limit exceeded' },
-    contextLog(context),
+  const log = contextLog(context, { deliveryCount: delivery.deliveryCount, poison: true });
+  const report = await inSpan('apply', { poison: true }, () =>
+    applyRecordsMessage(
+      getApp().engine,
+      body,
+      { ...delivery, poison: true, poisonReason: delivery.deadLetterReason ?? 'delivery limit exceeded' },
+      log,
+    ),
   );
-  contextLog(context).warn('poison records message handled', report);
+  recordApply(report);
+  log.warn('poison records message handled', { ...report });
 });

@@ -5,26 +5,39 @@
 import { app } from '@azure/functions';
 import { plan } from '../lib/batch/planner';
 import { registrationSettings } from '../lib/config';
-import { errorText } from '../lib/errors';
+import { AppError, errorText } from '../lib/errors';
 import { getApp } from '../lib/compose';
+import { flowReport } from '../lib/health';
+import { inSpan, recordHealth, recordPlan, recordPlanFailure } from '../lib/telemetry';
 import { contextLog } from './shared/invocation';
 
 import { timerName } from './shared/names';
+
+const errorKindOf = (e: unknown) => (e instanceof AppError ? e.kind : '');
 
 for (const { name, schedule } of registrationSettings().flows) {
   app.timer(timerName(name), {
     schedule,
     handler: async (_timer, context) => {
-      const { engine, flow } = getApp();
-      const log = contextLog(context);
+      const app = getApp();
+      const { engine, flow } = app;
+      const log = contextLog(context, { flow: name });
       try {
-        log.info('sync tick', { flow: name, ...(await plan(engine, flow(name), log)) });
+        const outcome = await inSpan('plan', { flow: name }, () => plan(engine, flow(name), log));
+        recordPlan(name, outcome);
+        log.info('sync tick', { ...outcome });
       } catch (e) {
+        recordPlanFailure(name, e);
+        // The kind tells health whether retrying can heal it (a 401/403 from the view cannot).
         await engine
           .ledger(name)
-          .recordError(`plan failed: ${errorText(e)}`, new Date(engine.now()))
+          .recordError(`plan failed: ${errorText(e)}`, new Date(engine.now()), { kind: errorKindOf(e) })
           .catch(() => {});
+        // Thrown, not logged here: the host logs the failed invocation once (with its exception).
         throw e;
+      } finally {
+        // The flow's gauges (lag, blocked, quarantine) once per tick; never fails the tick.
+        await flowReport(app, name).then(recordHealth, () => {});
       }
     },
   });

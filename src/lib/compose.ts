@@ -26,6 +26,7 @@ import type { CursorStore, TargetReader, TargetSystem, Transport, ViewSource } f
 import { azureCredential, blobServiceClient, queueServiceClient, tableClient } from './storage/clients';
 import { createTarget } from './targets/target-settings';
 import { TableTarget } from './targets/table-target';
+import { instrumentTarget } from './telemetry';
 import { ensureQueues } from './transport/ensure-queues';
 import { createServiceBusClient, ServiceBusTransport } from './transport/servicebus-transport';
 import { StorageQueueTransport } from './transport/storage-queue-transport';
@@ -132,13 +133,16 @@ export function createApp(config: Config, o: ServiceOverrides = {}): AppServices
   const transport = o.transport ?? createTransport(config);
   const readers = new Map<string, Partial<TargetReader>>();
   const flows = config.flows.map((f) => {
-    const target =
+    // Measured (latency, errors, deletions: telemetry/index.ts); a no-op without a provider.
+    const target = instrumentTarget(
+      f.name,
       o.target?.(f) ??
-      createTarget(f.target, {
-        concurrency: APPLY_CONCURRENCY,
-        credential: azureCredential,
-        createTableTarget: () => tableTarget(f.target.tableName),
-      });
+        createTarget(f.target, {
+          concurrency: APPLY_CONCURRENCY,
+          credential: azureCredential,
+          createTableTarget: () => tableTarget(f.target.tableName),
+        }),
+    );
     readers.set(f.name, target as Partial<TargetReader>);
     return new ViewSyncFlow({
       name: f.name,

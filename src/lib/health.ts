@@ -1,5 +1,5 @@
 /** The app's health: every flow's, and the worst status. What /api/health and the CLI show. */
-import { flowHealth, type FlowHealth, type FlowStatus } from './batch/health';
+import { flowHealth, type FlowHealth, type FlowStatus, type HealthOptions } from './batch/health';
 import type { AppServices } from './compose';
 import { businessEventHealth } from './flows/business-event/health';
 
@@ -25,11 +25,25 @@ export interface HealthReport {
   jobs?: { failed: FailedJobsReport };
 }
 
-const RANK: Record<FlowStatus, number> = { ok: 0, degraded: 1, blocked: 2 };
+const RANK: Record<FlowStatus, number> = { ok: 0, degraded: 1, lagging: 2, blocked: 3 };
+
+/** The health options the configuration asks for (HEALTH_MAX_LAG_MINUTES; 0 = no lag check). */
+export function healthOptions(app: Pick<AppServices, 'config'>): HealthOptions {
+  const minutes = app.config.health.maxLagMinutes;
+  return minutes > 0 ? { maxLagSeconds: minutes * 60 } : {};
+}
+
+/** One flow's health, whatever its type (app.flow throws a ConfigError naming the flows). */
+export async function flowReport(app: AppServices, flow: string): Promise<FlowReport> {
+  const be = app.businessEventFlows?.find((f) => f.name === flow);
+  if (be) return businessEventHealth(app.engine, be);
+  return flowHealth(app.engine, app.flow(flow), undefined, healthOptions(app));
+}
 
 export async function healthReport(app: AppServices): Promise<HealthReport> {
+  const o = healthOptions(app);
   const flows = await Promise.all([
-    ...app.flows.map((f) => flowHealth(app.engine, f)),
+    ...app.flows.map((f) => flowHealth(app.engine, f, undefined, o)),
     ...(app.businessEventFlows ?? []).map((f) => businessEventHealth(app.engine, f)),
   ]);
   const status = flows.reduce<FlowStatus>(
@@ -62,4 +76,13 @@ export async function failedJobs(app: AppServices): Promise<FailedJobsReport | u
       attempts: m.attempts,
     })),
   };
+}
+
+/**
+ * The HTTP status a probe sees: 503 when a flow is blocked (it will not move without an
+ * operator) or lagging (over HEALTH_MAX_LAG_MINUTES), so an availability test alerts; degraded
+ * (quarantined records, a transient error) stays 200: the flow still moves.
+ */
+export function healthHttpStatus(status: FlowStatus): 200 | 503 {
+  return RANK[status] >= RANK.lagging ? 503 : 200;
 }

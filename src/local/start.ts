@@ -8,7 +8,8 @@
  * simulator; any app setting (SYNC_SCHEDULE, SYNC_MAX_BATCH, ...); PORT for the HTTP port;
  * SIMULATOR_RECORDS (default 500) and SIMULATOR_CHANGE_MS (default 2000, 0 = no writer).
  */
-import { readdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { ConfigError, loadConfig } from '../lib/config';
 import { createApp } from '../lib/compose';
@@ -19,6 +20,7 @@ import { LocalHost } from './host';
 import { localSettings } from './local-settings';
 import { startLocalFinops, LOCAL_FINOPS_FLOW } from './finops-local';
 import { startWiseflowDemo } from './wiseflow-demo';
+import { progressLines } from './progress-line';
 
 async function main(): Promise<void> {
   const stops: (() => Promise<void> | void)[] = [];
@@ -114,10 +116,8 @@ async function main(): Promise<void> {
     console.log(`functions: ${host.functions.map((f) => `${f.name} (${f.triggerType})`).join(', ')}`);
     const schedules = config.flows.map((f) => `${f.name} ${f.schedule}`).join(', ');
     console.log(`health: ${host.httpUrl}/api/health   schedules: ${schedules}   Ctrl-C to stop`);
-    // The CLI reads the same settings: `npm run cli -- --settings dist/npm-start.settings.json ...`.
-    const settingsFile = path.join(__dirname, '..', '..', 'npm-start.settings.json');
-    writeFileSync(settingsFile, JSON.stringify({ IsEncrypted: false, Values: settings }, null, 2));
-    console.log(`CLI: npm run cli -- --settings ${path.relative(process.cwd(), settingsFile)} status`);
+    const cliSettings = writeCliSettings(settings, Number(new URL(host.httpUrl).port || 7071));
+    console.log(`operator CLI against this run: npm run cli -- --settings ${cliSettings} status`);
     if (finops) {
       webhookUrl = `${host.httpUrl}/api/webhooks/business-event`;
       console.log(
@@ -135,10 +135,8 @@ async function main(): Promise<void> {
     console.log('');
 
     // A first sync at once, as a timer with runOnStartup would: records flow before the first tick.
-    for (const f of config.flows)
-      void host
-        .runTimer(timerName(f.name))
-        .catch((e) => console.error(`first sync of ${f.name} failed: ${e instanceof Error ? e.message : e}`));
+    // A failure is logged once, by the host (as every failed invocation).
+    for (const f of config.flows) void host.runTimer(timerName(f.name)).catch(() => {});
     const timer = setInterval(() => {
       void progress(host.httpUrl, sims);
       for (const line of wiseflow?.progress() ?? []) console.log(line);
@@ -152,52 +150,40 @@ async function main(): Promise<void> {
   }
 }
 
-interface FlowHealth {
-  flow: string;
-  status: string;
-  cursor?: string | null;
-  batch: {
-    state: string;
-    done: number;
-    messages: number | null;
-    records: number | null;
-    applied: number;
-  } | null;
-  planning: { ageSeconds: number } | null;
-  quarantine: { count: number };
-  totals: { applied: number; skipped: number };
-  lastError: { message: string } | null;
-}
-
-/** One line per flow: status, cursor, batch in flight, records applied, what the cursor lags. */
+/** One line per flow (progress-line.ts): status, cursor, batch in flight, records applied, lag. */
 async function progress(httpUrl: string, sims: { flow: string; sim: FlowfinitySimulator }[]): Promise<void> {
   const time = new Date().toISOString().slice(11, 19);
   try {
     const res = await fetch(`${httpUrl}/api/health`);
-    const body = (await res.json()) as { flows?: FlowHealth[]; error?: { message: string } };
-    if (!body.flows) {
-      console.log(`${time} health answered ${res.status}: ${body.error?.message ?? JSON.stringify(body)}`);
-      return;
+    const text = await res.text();
+    let body: unknown = text;
+    try {
+      body = JSON.parse(text);
+    } catch {
+      // not JSON: shown as text
     }
-    for (const h of body.flows) {
-      const sim = sims.find((s) => s.flow === h.flow)?.sim;
-      const cursor = h.cursor ? BigInt(h.cursor) : -1n;
-      const pending = sim ? sim.snapshot().filter((r) => r.lastSubmissionId > cursor).length : undefined;
-      const batch = h.batch
-        ? `${h.batch.state} ${h.batch.done}/${h.batch.messages ?? '?'} msgs (${h.batch.records ?? '?'} records)`
-        : h.planning
-          ? `planning for ${h.planning.ageSeconds}s`
-          : 'none';
-      console.log(
-        `${time} ${h.flow.padEnd(12)} ${h.status.padEnd(8)} cursor=${h.cursor ?? '-'} batch=${batch} ` +
-          `applied=${h.totals.applied + (h.batch?.applied ?? 0)} skipped=${h.totals.skipped} quarantined=${h.quarantine.count}` +
-          (pending !== undefined ? ` lag=${pending} changes not yet synced` : '') +
-          (h.lastError ? ` lastError="${h.lastError.message.slice(0, 120)}"` : ''),
-      );
-    }
+    const pending = (flow: string, cursor: string | null | undefined) => {
+      const sim = sims.find((s) => s.flow === flow)?.sim;
+      const after = cursor ? BigInt(cursor) : -1n;
+      return sim ? sim.snapshot().filter((r) => r.lastSubmissionId > after).length : undefined;
+    };
+    for (const line of progressLines(time, res.status, body, pending)) console.log(line);
   } catch (e) {
     console.log(`${time} health not reachable yet (${e instanceof Error ? e.message : String(e)})`);
   }
+}
+
+/**
+ * Writes the local run's settings where the operator CLI reads them (`--settings FILE`), so
+ * `npm run cli` reaches this run's Azurite (random ports) with one command. Local values only:
+ * the Azurite well-known key and the simulator's credentials; owner-only file mode anyway.
+ */
+function writeCliSettings(settings: Record<string, string>, port: number): string {
+  const dir = process.env.LOCAL_STATE_DIR || path.join(os.tmpdir(), `syncbridge-${port}`);
+  mkdirSync(dir, { recursive: true });
+  const file = path.join(dir, 'cli.settings.json');
+  writeFileSync(file, JSON.stringify({ IsEncrypted: false, Values: settings }, null, 2), { mode: 0o600 });
+  return file;
 }
 
 void main();

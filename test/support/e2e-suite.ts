@@ -28,6 +28,8 @@ export function e2eSuite(v: E2eVariant): void {
   let sim: FlowfinitySimulator;
   let sim2: FlowfinitySimulator;
   let host: LocalHost;
+  /** Every host log line (warn and error), to count how often a failure is reported. */
+  const hostLogs: string[] = [];
   const id = Math.random().toString(36).slice(2, 8);
   const functionsDir = path.join(__dirname, '..', '..', 'src', 'functions');
 
@@ -61,6 +63,9 @@ export function e2eSuite(v: E2eVariant): void {
         ...(await v.setup()),
       },
       httpPort: 0,
+      log: (level, line) => {
+        if (level !== 'info') hostLogs.push(line);
+      },
       enableTimers: false,
       queuePollIntervalMs: 50,
       visibilityTimeoutMs: 100,
@@ -170,6 +175,30 @@ export function e2eSuite(v: E2eVariant): void {
     });
     expect(after.flows.inspections).toMatchObject({ totals: { applied: 26, batches: 2 } });
     v.afterSync?.(after.flows);
+  });
+
+  it('a view refusing the credentials (401) blocks the flow: health answers 503 and the failing tick is logged once', async () => {
+    hostLogs.length = 0;
+    sim.faults.failNext(1, 401);
+    await host.runTimer('syncTimer-leads').catch(() => {});
+    const failed = await health();
+    expect(failed.status).toBe(503);
+    expect(failed.body.status).toBe('blocked');
+    expect(failed.flows.leads).toMatchObject({
+      status: 'blocked',
+      lastError: { kind: 'configuration' },
+      problems: [expect.stringMatching(/failing until fixed: plan failed: .*401/)],
+    });
+    expect(failed.flows.inspections).toMatchObject({ status: 'ok' });
+    expect(hostLogs.filter((l) => l.includes('answered 401'))).toHaveLength(1);
+
+    // Fixed at the source: the next tick clears it.
+    await host.runTimer('syncTimer-leads');
+    const healed = await health();
+    expect(healed.status).toBe(200);
+    expect(healed.flows.leads).toMatchObject({ status: 'ok', lastError: null });
+    expect(healed.flows.leads!.lag).toMatchObject({ maxSeconds: 3600 });
+    expect((healed.flows.leads!.lag as { seconds: number }).seconds).toBeLessThan(60);
   });
 
   it('answers unknown routes with a JSON 404', async () => {

@@ -133,9 +133,12 @@ export class Pipeline {
   readonly waits: number[] = [];
   private readonly store: TargetSystem & TargetReader & { rows?(): Promise<StoredTargetRecord[]> };
 
+  /** The settings the pipeline runs with (what a CLI pointed at it reads). */
+  readonly env: Record<string, string>;
+
   constructor(private readonly o: PipelineOptions) {
     const id = randomBytes(4).toString('hex');
-    this.config = loadConfig({
+    this.env = {
       FLOWFINITY_VIEW_URL: o.sim.viewUrl,
       FLOWFINITY_ON_BEHALF_OF: 'admin',
       FLOWFINITY_USERNAME: o.sim.username,
@@ -162,7 +165,8 @@ export class Pipeline {
           }
         : {}),
       ...o.env,
-    });
+    };
+    this.config = loadConfig(this.env);
     const flowConfig = this.config.flows[0]!;
     this.store = o.store ?? new TableTarget(tableClient(this.config.storage, flowConfig.target.tableName));
     const inner = o.wrapTarget ? o.wrapTarget(this.store) : this.store;

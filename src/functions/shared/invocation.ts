@@ -2,15 +2,19 @@
 import { app, type InvocationContext } from '@azure/functions';
 import { registrationSettings } from '../../lib/config';
 import type { Log } from '../../lib/log';
+import { structuredLog } from '../../lib/telemetry/log';
 import { deadLetterReasonOf } from '../../lib/transport/dead-letter';
 
-export function contextLog(context: InvocationContext): Log {
-  const fmt = (m: string, p?: Record<string, unknown>) => (p ? `${m} ${JSON.stringify(p)}` : m);
-  return {
-    info: (m, p) => context.info(fmt(m, p)),
-    warn: (m, p) => context.warn(fmt(m, p)),
-    error: (m, p) => context.error(fmt(m, p)),
-  };
+/**
+ * The invocation's logger: structured (properties are fields of an OpenTelemetry log record,
+ * correlated by function and invocation id plus what the caller adds: flow, batch id, message
+ * id, event id), redacted, and the same line as text in the context log.
+ */
+export function contextLog(context: InvocationContext, correlation: Record<string, unknown> = {}): Log {
+  return structuredLog(
+    { functionName: context.functionName, invocationId: context.invocationId, ...correlation },
+    (level, line) => context[level](line),
+  );
 }
 
 export interface QueueDelivery {

@@ -20,6 +20,8 @@ export type CompleteOutcome =
       to: string;
       records: number;
       repolled: boolean;
+      /** When the batch was planned (its duration, for telemetry). */
+      startedAt: string;
     }
   | { kind: 'noop'; batchId: string; reason: string };
 
@@ -76,7 +78,7 @@ async function finish(
     );
   } catch (err) {
     if (err instanceof AppError && err.kind === 'conflict')
-      await ledger.recordError(err.message, new Date(e.now()), err.code);
+      await ledger.recordError(err.message, new Date(e.now()), { code: err.code, kind: err.kind });
     throw err;
   }
   await e.faults.at('complete.close', m.batchId);
@@ -94,6 +96,9 @@ async function finish(
     batchesCompleted: s.batchesCompleted + 1,
     lastError: '',
     lastErrorCode: '',
+    lastErrorKind: '',
+    // A batch that was not full read everything committed before it was planned (health's lag).
+    ...(m.full ? {} : { syncedAt: m.createdAt }),
     ...(next && next.flowState !== undefined ? textColumns('flowState', next.flowState) : {}),
   }));
   log.info('completed a batch', {
@@ -127,5 +132,6 @@ async function finish(
     to: m.to,
     records: m.recordCount,
     repolled,
+    startedAt: m.createdAt,
   };
 }

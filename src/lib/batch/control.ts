@@ -111,7 +111,7 @@ async function deadControl(e: Engine, input: unknown, reason: string, log: Log):
     'A tick re-sends it; the reason of each failure is in the logs ("control message failed").';
   const state = await ledger.getState();
   if (state.lastErrorCode !== CURSOR_CONFLICT)
-    await ledger.recordError(text, new Date(e.now()), DRAIN_DEAD_LETTERED);
+    await ledger.recordError(text, new Date(e.now()), { code: DRAIN_DEAD_LETTERED });
   log.error('drain signal dead-lettered; the batch still waits for completion', {
     stream: msg.stream,
     batchId: msg.batchId,

@@ -62,7 +62,11 @@ export interface StreamState {
   lastErrorAt?: string;
   /** The last error's machine-readable code (`cursor_conflict` pauses drain repairs: planner.ts). */
   lastErrorCode?: string;
+  /** The error's kind (errors.ts): `configuration` / `permanent` will not heal by retrying. */
+  lastErrorKind?: string;
   lastCompletedAt?: string;
+  /** When the stream was last known caught up: everything committed before it was applied (health's lag). */
+  syncedAt?: string;
   lastCompletedBatchId?: string;
   recordsApplied: number;
   recordsSkipped: number;
@@ -119,7 +123,9 @@ function toStreamState(e: TableEntityResult<Row>): StreamState {
     lastError: opt(e, 'lastError'),
     lastErrorAt: opt(e, 'lastErrorAt'),
     lastErrorCode: opt(e, 'lastErrorCode'),
+    lastErrorKind: opt(e, 'lastErrorKind'),
     lastCompletedAt: opt(e, 'lastCompletedAt'),
+    syncedAt: opt(e, 'syncedAt'),
     lastCompletedBatchId: opt(e, 'lastCompletedBatchId'),
     // `recordsSynced` is what state written before flows called it.
     recordsApplied: Number(e.recordsApplied ?? e.recordsSynced ?? 0),
@@ -231,11 +237,16 @@ export class Ledger {
     }
   }
 
-  async recordError(message: string, at: Date, code = ''): Promise<void> {
+  /**
+   * `code` (machine-readable: `cursor_conflict` pauses drain repairs, planner.ts) and `kind` (an
+   * AppError's: `configuration` / `permanent` will not heal by retrying, health says blocked).
+   */
+  async recordError(message: string, at: Date, o: { code?: string; kind?: string } = {}): Promise<void> {
     await this.updateState(() => ({
       lastError: message.slice(0, 2000),
       lastErrorAt: at.toISOString(),
-      lastErrorCode: code,
+      lastErrorCode: o.code ?? '',
+      lastErrorKind: o.kind ?? '',
     }));
   }
 

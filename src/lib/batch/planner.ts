@@ -118,18 +118,29 @@ export async function plan(e: Engine, flow: BatchFlow, log: Log, o: PlanOptions 
     clearTimeout(timer);
   }
   // A run that got this far reached its source: a previous run's error is no longer current.
-  await releaseLease(ledger, owner, { clearError: outcome.kind !== 'busy' });
+  // An empty collection means the stream was caught up when the plan began (health's lag).
+  await releaseLease(ledger, owner, {
+    clearError: outcome.kind !== 'busy',
+    syncedAt: outcome.kind === 'empty' ? leased.leaseSince : undefined,
+  });
   return outcome;
 }
 
-async function releaseLease(ledger: Ledger, owner: string, o: { clearError?: boolean } = {}): Promise<void> {
+async function releaseLease(
+  ledger: Ledger,
+  owner: string,
+  o: { clearError?: boolean; syncedAt?: number } = {},
+): Promise<void> {
   await ledger.updateState((s) =>
     s.leaseOwner === owner
       ? {
           leaseOwner: '',
           leaseUntil: 0,
           leaseSince: 0,
-          ...(o.clearError && s.lastError ? { lastError: '', lastErrorAt: '', lastErrorCode: '' } : {}),
+          ...(o.clearError && s.lastError
+            ? { lastError: '', lastErrorAt: '', lastErrorCode: '', lastErrorKind: '' }
+            : {}),
+          ...(o.syncedAt ? { syncedAt: new Date(o.syncedAt).toISOString() } : {}),
         }
       : undefined,
   );

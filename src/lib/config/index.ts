@@ -378,6 +378,7 @@ export function loadConfig(env: Env = process.env) {
   return {
     storage,
     tablePrefix: v('SYNC_TABLE_PREFIX')!,
+    health: { maxLagMinutes: v('HEALTH_MAX_LAG_MINUTES')! },
     cursor: {
       store: v('CURSOR_STORE')!,
       shareName: v('CURSOR_SHARE_NAME')!,

@@ -186,6 +186,14 @@ export const settings = [
     default: 'quarantine',
     schema: z.enum(['quarantine', 'block']),
   },
+  // Health
+  {
+    name: 'HEALTH_MAX_LAG_MINUTES',
+    description:
+      'A flow whose lag (time since it was last known caught up) exceeds this is `lagging` and /api/health answers 503; 0 turns the check off. Keep it well above the sync schedule.',
+    default: '60',
+    schema: int(0, 100_000),
+  },
   // State storage
   {
     name: 'AzureWebJobsStorage',

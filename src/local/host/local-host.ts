@@ -562,7 +562,7 @@ export class LocalHost {
       const pre = {
         invocationContext: context,
         inputs,
-        functionCallback: fn.handler,
+        functionCallback: fn.handler, // a preInvocation hook may replace it (PreInvocationContext.functionHandler)
         hookData,
         appHookData: this.appHookData,
       };

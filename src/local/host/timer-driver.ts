@@ -3,7 +3,7 @@
  * first; day-of-month AND day-of-week, no `L`/`#`: src/lib/ncrontab.ts) or a TimeSpan interval
  * (`hh:mm:ss`), one run at a time per function (a tick that comes
  * while a run is still going is skipped, like the host's singleton lock), `runOnStartup`, and a
- * throwing run is logged, not fatal.
+ * throwing run is not fatal (the host logs the failed invocation).
  */
 import { parseNcrontab } from '../../lib/ncrontab';
 import type { InvokeFn, TriggerDriver } from './driver';
@@ -128,14 +128,11 @@ export class TimerDriver implements TriggerDriver {
       IsPastDue: false,
     };
     this.last = due;
-    const run = (async () => {
-      try {
-        await this.o.invoke({ input: { json: JSON.stringify(input) }, triggerMetadata: {} });
-      } catch (e) {
-        this.o.log?.('error', `[${this.o.functionName}] timer run failed: ${errorMessage(e)}`);
-        throw e;
-      }
-    })();
+    // A failure is not logged here: the host logs every failed invocation once, as Azure does
+    // (logging it here too printed each failing tick twice).
+    const run = this.o
+      .invoke({ input: { json: JSON.stringify(input) }, triggerMetadata: {} })
+      .then(() => undefined);
     const tracked = run.then(
       () => undefined,
       () => undefined,
@@ -146,8 +143,4 @@ export class TimerDriver implements TriggerDriver {
     });
     return run;
   }
-}
-
-function errorMessage(e: unknown): string {
-  return e instanceof Error ? `${e.name}: ${e.message}` : String(e);
 }

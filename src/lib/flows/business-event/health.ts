@@ -21,7 +21,7 @@ export async function businessEventHealth(
   const exports = { seen: 0, done: 0, inFlight: 0 };
   const totals = { applied: 0, skipped: 0, quarantined: 0, batches: 0 };
   let lastCompletedAt: string | null = null;
-  let lastError: { message: string; at: string | null } | null = null;
+  let lastError: { message: string; at: string | null; kind: string | null } | null = null;
   let blocked: string | null = null;
   const inFlight: { stream: string; batchId: string }[] = [];
   const rows = e.deps.stateTable.listEntities<Record<string, unknown>>({
@@ -49,12 +49,16 @@ export async function businessEventHealth(
     if (typeof r.lastError === 'string' && r.lastError) {
       const at = typeof r.lastErrorAt === 'string' ? r.lastErrorAt : null;
       if (!lastError || (at && (!lastError.at || at > lastError.at)))
-        lastError = { message: r.lastError, at };
+        lastError = {
+          message: r.lastError,
+          at,
+          kind: typeof r.lastErrorKind === 'string' && r.lastErrorKind ? r.lastErrorKind : null,
+        };
     }
     if (typeof r.blocked === 'string' && r.blocked) blocked = r.blocked;
   }
   // The exports in flight as one batch line: what their manifests counted so far.
-  let batch: FlowHealth['batch'] = null;
+  let batch: Omit<NonNullable<FlowHealth['batch']>, 'progress'> | null = null;
   for (const b of inFlight.slice(0, 50)) {
     const m = await e.ledger(b.stream).getManifest(b.batchId);
     if (!m) continue;
@@ -84,13 +88,33 @@ export async function businessEventHealth(
   }
   const quarantined = await e.quarantine(flow.name).count();
   const status: FlowStatus = blocked ? 'blocked' : lastError || quarantined > 0 ? 'degraded' : 'ok';
+  const problems = [
+    ...(blocked ? [`blocked: ${blocked}`] : []),
+    ...(lastError ? [`last run failed: ${lastError.message}`] : []),
+    ...(quarantined > 0
+      ? [`${quarantined} quarantined (see: syncbridge quarantine list --flow ${flow.name})`]
+      : []),
+  ];
   return {
     flow: flow.name,
     ...(await flow.describe()),
     status,
     exports,
-    batch,
+    batch: batch && {
+      ...batch,
+      progress: batch.messages ? Math.min(1, batch.done / batch.messages) : null,
+    },
     planning: null,
+    problems,
+    // Events arrive when F&O sends them: no source to lag behind; the age of the last export done.
+    lag: {
+      seconds: null,
+      syncedAt: null,
+      cursorAgeSeconds: lastCompletedAt
+        ? Math.max(0, Math.round((e.now() - Date.parse(lastCompletedAt)) / 1000))
+        : null,
+      maxSeconds: null,
+    },
     quarantine: { count: quarantined },
     blocked,
     lastError,

@@ -235,7 +235,7 @@ module workbook 'app/workbook.bicep' = {
 }
 
 // azd writes these to .azure/<env>/.env. Those named after app settings are what the operator CLI
-// reads (`azd env get-values` + DefaultAzureCredential, see docs/drafts/deploy.md).
+// reads (`azd env get-values` + DefaultAzureCredential, see README.md (Deploy, Operate)).
 output AZURE_LOCATION string = location
 output AZURE_TENANT_ID string = tenant().tenantId
 output AZURE_RESOURCE_GROUP string = rg.name

@@ -1,6 +1,6 @@
 // Alerts of a syncbridge deployment, one action group for all of them.
 //
-// The app's own signals are OpenTelemetry metrics (names in docs/drafts/deploy.md, each with a
+// The app's own signals are OpenTelemetry metrics (names in README.md (Deploy, Operate), each with a
 // `flow` dimension) exported to Application Insights, where they land in the `customMetrics` table
 // with their attributes in `customDimensions`. The alerts on them are log search alerts
 // (scheduledQueryRules, KQL over customMetrics), not metric alerts: metric alerts on App Insights

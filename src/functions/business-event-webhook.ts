@@ -1,7 +1,7 @@
 /**
  * POST /api/webhooks/business-event: Dynamics 365 F&O business events (data exports), through
  * the shared webhook intake (function key, size cap, JSON, zod, de-duplication, durable enqueue,
- * 202). Registered only when a business-event flow is configured. See docs/drafts/finops.md.
+ * 202). Registered only when a business-event flow is configured. See docs/finops.md.
  */
 import { app } from '@azure/functions';
 import { registrationSettings } from '../lib/config';

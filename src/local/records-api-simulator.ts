@@ -9,7 +9,7 @@
  *   GET /records/<key>                               one record, or 404
  *
  * Modes:
- * - `versionChecked` keeps the "no duplicate effects" contract of docs/drafts/targets.md:
+ * - `versionChecked` keeps the "no duplicate effects" contract of docs/targets.md:
  *   an `Idempotency-Key` seen before (with the same request) replays the first answer with
  *   `Idempotent-Replayed: true` and changes nothing;
  *   a version not newer than the stored one is refused with 409 and changes nothing;

@@ -379,7 +379,7 @@ export class WiseflowSimulator {
 
   // ---- webhook sender -------------------------------------------------------------------------
 
-  /** The FLOW_EXTERNAL_SOURCE payload WISEflow is assumed to send (see docs/drafts/wiseflow.md). */
+  /** The FLOW_EXTERNAL_SOURCE payload WISEflow is assumed to send (see docs/wiseflow.md). */
   externalSourcePayload(
     flowId: number,
     o: { requestId?: string; timestampMs?: number } = {},

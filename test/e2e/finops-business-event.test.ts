@@ -272,7 +272,7 @@ describe('business events through the local host', () => {
 });
 
 // Polled rows get other keys: a flow's versions are control numbers for events and dequeue times
-// for polling, so one entity's rows should come by one mode only (docs/drafts/finops.md).
+// for polling, so one entity's rows should come by one mode only (docs/finops.md).
 describe('polling mode (recurring integrations) through the local host', () => {
   it('dequeue → process → ack, and the ack comes only after the batch drained', async () => {
     const handle = sim.addExport(customers(40, 'polled', { prefix: 'P' }));

@@ -5,7 +5,7 @@
  * external-source-flows.ts. Self-contained on purpose: settings.ts imports this file.
  *
  * The signature settings describe a scheme the WISEflow documentation does not pin down (a GAP,
- * see docs/drafts/webhooks.md): every default is a documented guess to check against one real
+ * see docs/webhooks.md): every default is a documented guess to check against one real
  * delivery.
  */
 import { z } from 'zod';

@@ -71,7 +71,7 @@
  * OTHER WRITERS. The tutorial's flow, the portal or `az storage file upload` writing the file
  * while a syncbridge writer holds (or a crashed one left) the lease get 412 LeaseIdMissing.
  * `leaseStatus()` shows such a lease; `breakLease()` ends it (refusing a healthy holder's unless
- * forced). See docs/drafts/azure-files.md.
+ * forced). See README.md (The cursor in an Azure File share).
  *
  * Caveat: a commit whose response is lost (and whose SDK retry then finds the lease gone) is
  * reported as a conflict with `current === next`; callers that CAS a cursor forward can treat

@@ -2,7 +2,7 @@
  * The Dynamics 365 Finance & Operations business-event envelope: parsing, the endpoint-activation
  * test message, the allow-list filter and the de-duplication keys.
  *
- * There is no official schema. What we rely on (see docs/drafts/finops.md for sources):
+ * There is no official schema. What we rely on (see docs/finops.md for sources):
  * - Public samples: `BusinessEventId`, `BusinessEventLegalEntity`, `ContextRecordSubject`,
  *   `ControlNumber` (a 64-bit integer, above 2^32 in practice), `EventId` (a GUID),
  *   `EventTime` in the WCF form `/Date(<ms since epoch>)/`, `EventTimeIso8601`,

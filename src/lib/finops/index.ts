@@ -1,6 +1,6 @@
 /**
  * Dynamics 365 Finance & Operations: what the business-event flow, the webhook route and the
- * polling timer call. See docs/drafts/finops.md.
+ * polling timer call. See docs/finops.md.
  */
 export * from './business-event';
 export * from './entity-keys';

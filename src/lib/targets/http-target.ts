@@ -24,7 +24,7 @@
  *                                         the status and a bounded, scrubbed body excerpt
  * No error message contains the auth header, the secret, the token or the URL's query string.
  * A retry after a timeout may repeat a request the API already applied: only an API that keeps
- * the contract in docs/drafts/targets.md turns that into "no duplicate effect".
+ * the contract in docs/targets.md turns that into "no duplicate effect".
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { TokenCredential } from '@azure/identity';

@@ -2,7 +2,7 @@
  * The app settings of the webhook intake, as a zod schema over raw setting strings, for the one
  * config schema to merge (src/lib/config.ts reads process.env; this module never does). The
  * signature settings describe the WISEflow scheme, which is a GAP in the spec: every default
- * below is a guess to confirm against a real delivery (see docs/drafts/webhooks.md).
+ * below is a guess to confirm against a real delivery (see docs/webhooks.md).
  */
 import { z } from 'zod';
 import type { HmacSignatureScheme, SignatureEncoding, TimestampFormat } from './signature';

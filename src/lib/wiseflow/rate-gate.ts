@@ -14,7 +14,7 @@
  *
  * Waiters are served first come, first served. One gate per credential per process: client.ts
  * keeps them. Across several processes (Function instances) each has its own gate; the
- * server's feedback is then what keeps the sum in check (docs/drafts/wiseflow.md).
+ * server's feedback is then what keeps the sum in check (docs/wiseflow.md).
  */
 
 export interface RateWindow {

@@ -2,7 +2,7 @@
  * The WISEflow `FLOW_EXTERNAL_SOURCE` webhook ("a manager requested an update of a flow's
  * external sources"): payload schema, event check, de-duplication key and signature parameters.
  *
- * What is known (see docs/drafts/wiseflow.md for sources):
+ * What is known (see docs/wiseflow.md for sources):
  * - The payload carries a request id, a flow id and the flow code. Other WISEflow events use flat
  *   camelCase keys (`{"flowId": 13510, ...}`).
  * - Delivery is at least once; every call has a unique id; a "sequence number" is unique per
@@ -34,7 +34,7 @@ export type TimestampFormat = 'unix-seconds' | 'unix-ms' | 'iso';
 
 /**
  * How WISEflow signs a call. Every field is a GAP except "HMAC-SHA256 with the webhook's secret
- * over the raw body"; the defaults below are documented in docs/drafts/wiseflow.md and become
+ * over the raw body"; the defaults below are documented in docs/wiseflow.md and become
  * settings (WISEFLOW_SIGNATURE_HEADER, ...).
  */
 export interface WiseflowSignatureParams {

@@ -3,7 +3,7 @@
  * the payload schema (src/lib/wiseflow/webhook.ts: ids as strings or numbers, unknown fields
  * kept), the signature scheme from the settings, the de-duplication key and the job.
  *
- * De-duplication key, in order (a GAP, see docs/drafts/wiseflow.md): the sync request id (a
+ * De-duplication key, in order (a GAP, see docs/wiseflow.md): the sync request id (a
  * redelivery carries it again; a new press of "request update" gets a new one); else the body's
  * sequence number / event id; else WISEflow's call id header; else a digest of the payload.
  */

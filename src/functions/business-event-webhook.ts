@@ -10,6 +10,7 @@ import { businessEventRoute } from '../lib/flows/business-event/route';
 import { countIgnored } from '../lib/flows/business-event/ignored';
 import { createWebhookIntake, type WebhookIntake } from '../lib/webhooks';
 import { contextLog } from './shared/invocation';
+import { recordWebhookRequest } from '../lib/telemetry';
 
 let intake: { app: AppServices; intake: WebhookIntake } | undefined;
 const intakeOf = (services: AppServices): WebhookIntake => {
@@ -38,6 +39,7 @@ if (registrationSettings().businessEventFlows.length > 0)
         headers: request.headers,
         body: request.body,
       });
+      recordWebhookRequest(result);
       const fields = {
         route: result.route,
         outcome: result.outcome,

@@ -10,6 +10,7 @@ import { getApp } from '../lib/compose';
 import { AppError, errorText, httpErrorOf, TransientError } from '../lib/errors';
 import { createWebhookIntake } from '../lib/webhooks/intake';
 import { contextLog } from './shared/invocation';
+import { recordWebhookRequest } from '../lib/telemetry';
 
 app.http('externalSourceWebhook', {
   methods: ['GET', 'POST', 'PUT', 'PATCH', 'DELETE'],
@@ -50,6 +51,7 @@ app.http('externalSourceWebhook', {
       headers: request.headers,
       body: request.body,
     });
+    recordWebhookRequest(result);
     return { status: result.status, headers: result.headers, jsonBody: result.body };
   },
 });

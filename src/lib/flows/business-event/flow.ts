@@ -46,6 +46,7 @@ import {
   type SafeDownloader,
 } from '../../finops';
 import type { Log, TargetSystem } from '../../ports';
+import { recordRowsParsed } from '../../telemetry';
 
 export type BusinessEventInput =
   { kind: 'event'; event: BusinessEvent } | { kind: 'dequeued'; message: DequeuedMessage };
@@ -205,6 +206,7 @@ export class BusinessEventFlow implements BatchFlow {
       items: items(),
       end: () => {
         c.log.info('export read', { flow: this.name, stream: c.stream, records, malformed });
+        recordRowsParsed(this.name, records + malformed);
         return { to: v, full: false, meta: JSON.stringify(meta) };
       },
     };

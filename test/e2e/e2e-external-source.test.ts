@@ -176,16 +176,30 @@ describe('FLOW_EXTERNAL_SOURCE through the local host', () => {
     );
 
     const out: string[] = [];
+    const errors: string[] = [];
+    const io = {
+      out: (l: string) => void out.push(l),
+      err: (l: string) => void errors.push(l),
+      isTTY: false,
+    };
     const spy = vi.spyOn(console, 'log').mockImplementation((line: string) => void out.push(line));
     try {
-      expect(await cli(['jobs', 'list', '--failed'])).toBe(0);
-      expect(await cli(['sources', 'list', String(flowId)])).toBe(0);
-      expect(await cli(['sources', 'add', String(flowId), 'BROKEN-2'])).toBe(0);
-      await expect(cli(['sources', 'add', String(flowId), 'bad reference!'])).rejects.toThrow(
-        /letters, digits and - _ , \. ; : \| only/,
-      );
+      expect(await cli(['jobs', 'list', '--failed'], io)).toBe(0);
+      expect(await cli(['sources', 'list', String(flowId)], io)).toBe(0);
+      expect(await cli(['sources', 'add', String(flowId), 'BROKEN-2'], io)).toBe(0);
+      // A bad reference: a clear error on stderr and a non-zero exit, nothing created.
+      expect(await cli(['sources', 'add', String(flowId), 'bad reference!'], io)).toBe(1);
+      expect(errors.join('\n')).toMatch(/letters, digits and - _ , \. ; : \| only/);
       h.roster.set('BROKEN-2', [7, 8]);
-      expect(await cli(['sources', 'sync', String(flowId), '--reference', 'BROKEN-2'])).toBe(0);
+      expect(await cli(['sources', 'sync', String(flowId), '--reference', 'BROKEN-2'], io)).toBe(0);
+      // --json gives the failed jobs as data.
+      const json: string[] = [];
+      expect(
+        await cli(['jobs', 'list', '--failed', '--json'], { ...io, out: (l) => void json.push(l) }),
+      ).toBe(0);
+      expect(JSON.parse(json.join('\n'))).toContainEqual(
+        expect.objectContaining({ eventId: `request:${r.requestId}`, state: 'failed' }),
+      );
     } finally {
       spy.mockRestore();
     }

@@ -73,13 +73,39 @@ var deploymentContainerName = 'app-package-${take(functionAppName, 32)}-${take(r
 var recordsQueueName = 'sync-records'
 var controlQueueName = 'sync-control'
 var jobsQueueName = 'jobs'
+@description('WISEFLOW_BASE_URL: the WISEflow API (e.g. https://europe-api.wiseflow.net). Set it to enable the external-source flow `wiseflow`; empty = off.')
+param wiseflowBaseUrl string = ''
+
+@description('WISEFLOW_CLIENT_ID: the OAuth client of the WISEflow API.')
+param wiseflowClientId string = ''
+
+@secure()
+@description('WISEFLOW_CLIENT_SECRET (`azd env set-secret WISEFLOW_CLIENT_SECRET`); stored in Key Vault.')
+param wiseflowClientSecret string = ''
+
+@secure()
+@description('WISEFLOW_WEBHOOK_SECRET, at least 16 characters (`azd env set-secret WISEFLOW_WEBHOOK_SECRET`); stored in Key Vault.')
+param wiseflowWebhookSecret string = ''
+
+@description('WISEFLOW_ROSTER_VIEW_URL: the Flowfinity view holding each reference\'s participants.')
+param wiseflowRosterViewUrl string = ''
+
 var cursorShareName = 'syncbridge'
+var wiseflowEnabled = !empty(wiseflowBaseUrl)
 
 // Key Vault secret name of each secret app setting. Every secret the app reads is a Key Vault
 // reference (app/api.bicep); its value comes from a secure parameter.
-var secretNames = {
-  FLOWFINITY_PASSWORD: 'flowfinity-password'
-}
+var secretNames = union(
+  {
+    FLOWFINITY_PASSWORD: 'flowfinity-password'
+  },
+  wiseflowEnabled
+    ? {
+        WISEFLOW_CLIENT_SECRET: 'wiseflow-client-secret'
+        WISEFLOW_WEBHOOK_SECRET: 'wiseflow-webhook-secret'
+      }
+    : {}
+)
 
 resource rg 'Microsoft.Resources/resourceGroups@2024-03-01' = {
   name: '${abbrs.resourcesResourceGroups}${environmentName}'
@@ -138,9 +164,17 @@ module keyVault 'app/keyvault.bicep' = {
     name: '${abbrs.keyVaultVaults}${resourceToken}'
     location: location
     tags: tags
-    secrets: {
-      '${secretNames.FLOWFINITY_PASSWORD}': flowfinityPassword
-    }
+    secrets: union(
+      {
+        'flowfinity-password': flowfinityPassword
+      },
+      wiseflowEnabled
+        ? {
+            'wiseflow-client-secret': wiseflowClientSecret
+            'wiseflow-webhook-secret': wiseflowWebhookSecret
+          }
+        : {}
+    )
   }
 }
 
@@ -199,6 +233,9 @@ module api 'app/api.bicep' = {
     flowfinityUsername: flowfinityUsername
     keyVaultUri: keyVault.outputs.uri
     flowfinityPasswordSecretName: secretNames.FLOWFINITY_PASSWORD
+    wiseflowBaseUrl: wiseflowBaseUrl
+    wiseflowClientId: wiseflowClientId
+    wiseflowRosterViewUrl: wiseflowRosterViewUrl
     postgresHost: enablePostgres ? postgres.outputs.fullyQualifiedDomainName : ''
     postgresDatabase: enablePostgres ? postgres.outputs.databaseName : ''
     postgresUser: enablePostgres ? identity.outputs.name : ''

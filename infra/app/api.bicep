@@ -41,6 +41,13 @@ param flowfinityUsername string
 param keyVaultUri string
 param flowfinityPasswordSecretName string
 
+@description('WISEFLOW_BASE_URL; empty = no external-source flow. Its secrets are Key Vault secrets `wiseflow-client-secret` and `wiseflow-webhook-secret`.')
+param wiseflowBaseUrl string = ''
+param wiseflowClientId string = ''
+param wiseflowRosterViewUrl string = ''
+param wiseflowClientSecretName string = 'wiseflow-client-secret'
+param wiseflowWebhookSecretName string = 'wiseflow-webhook-secret'
+
 @description('PostgreSQL server host when the optional server was created (the postgres target); empty = the table target.')
 param postgresHost string = ''
 param postgresDatabase string = ''
@@ -144,6 +151,13 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
       SYNC_CONTROL_QUEUE: controlQueueName
       SYNC_JOBS_QUEUE: jobsQueueName
       SYNC_MAX_ATTEMPTS: string(maxAttempts)
+      // WISEflow external-source flow `wiseflow`, when WISEFLOW_BASE_URL is given (empty values are unset).
+      Flows__wiseflow__Type: empty(wiseflowBaseUrl) ? '' : 'external-source'
+      WISEFLOW_BASE_URL: wiseflowBaseUrl
+      WISEFLOW_CLIENT_ID: wiseflowClientId
+      WISEFLOW_CLIENT_SECRET: empty(wiseflowBaseUrl) ? '' : '@Microsoft.KeyVault(SecretUri=${keyVaultUri}secrets/${wiseflowClientSecretName})'
+      WISEFLOW_WEBHOOK_SECRET: empty(wiseflowBaseUrl) ? '' : '@Microsoft.KeyVault(SecretUri=${keyVaultUri}secrets/${wiseflowWebhookSecretName})'
+      WISEFLOW_ROSTER_VIEW_URL: wiseflowRosterViewUrl
       // Target: the optional PostgreSQL server (Entra ID, no password) when created, else Table storage.
       TARGET: empty(postgresHost) ? 'table' : 'postgres'
       TARGET_PG_HOST: postgresHost

@@ -262,7 +262,9 @@ describe('Bicep app settings (infra/app/api.bicep)', () => {
   });
 
   it('keeps secrets out: every secret setting is a Key Vault reference, no connection strings', () => {
-    const keyVaultReference = /^'@Microsoft\.KeyVault\(SecretUri=\$\{\w+\}secrets\/\$\{\w+\}\)'$/;
+    // A reference, or (an optional flow's secret) empty while the flow is off.
+    const keyVaultReference =
+      /^(?:empty\(\w+\) \? '' : )?'@Microsoft\.KeyVault\(SecretUri=\$\{\w+\}secrets\/\$\{\w+\}\)'$/;
     expect(appSetting('FLOWFINITY_PASSWORD')?.expression).toMatch(keyVaultReference);
     const secretNames = new Set(defs.filter((d) => d.secret).map((d) => d.name));
     for (const s of appSettings) {
@@ -303,9 +305,16 @@ describe('Bicep app settings (infra/app/api.bicep)', () => {
       TARGET_PG_HOST: 'psql-abcdefghijklm.postgres.database.azure.com',
       TARGET_PG_DATABASE: 'syncbridge',
       TARGET_PG_USER: 'id-abcdefghijklm',
+      // As deployed with WISEFLOW_BASE_URL set: the external-source flow, secrets from Key Vault.
+      Flows__wiseflow__Type: 'external-source',
+      WISEFLOW_BASE_URL: 'https://europe-api.wiseflow.net',
+      WISEFLOW_CLIENT_ID: 'syncbridge',
+      WISEFLOW_CLIENT_SECRET: 'resolved-from-key-vault',
+      WISEFLOW_WEBHOOK_SECRET: 'resolved-from-key-vault-0123456789',
+      WISEFLOW_ROSTER_VIEW_URL: 'https://example.flowfinity.com/api/views/Roster',
     };
     const env: Record<string, string> = {};
-    for (const s of appSettings.filter((a) => byName.has(a.name))) {
+    for (const s of appSettings.filter((a) => isKnownSettingName(a.name))) {
       const value = s.literal ?? standIns[s.name];
       if (value === undefined) throw new Error(`add a stand-in for ${s.name} = ${s.expression}`);
       env[s.name] = value;
@@ -314,6 +323,7 @@ describe('Bicep app settings (infra/app/api.bicep)', () => {
     expect(config.storage).toEqual({ kind: 'identity', accountName: 'stabcdefghijklm' });
     expect(config.transport.serviceBus?.kind).toBe('identity');
     expect(config.cursor.store).toBe('fileshare');
+    expect(config.externalSourceFlows.map((f) => f.name)).toEqual(['wiseflow']);
     expect(config.flows[0]!.target).toMatchObject({
       kind: 'postgres',
       connection: { kind: 'entra', port: 5432 },

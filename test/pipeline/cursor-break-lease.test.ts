@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { ShareServiceClient } from '@azure/storage-file-share';
-import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { main } from '../../src/cli';
 import { sharedAzurite } from '../support/azurite';
 import { startAzureFilesServer, type AzureFilesServer } from '../support/azure-files-server';
@@ -23,18 +23,12 @@ afterAll(async () => {
   await files?.stop();
 });
 
-/** Runs the CLI in-process with a settings file; returns its exit code and what it printed. */
+/** Runs the CLI in-process with a settings file and --json; returns its exit code and what it printed. */
 async function cli(settingsFile: string, ...args: string[]) {
   const out: string[] = [];
-  const log = vi.spyOn(console, 'log').mockImplementation((m: unknown) => void out.push(String(m)));
-  const err = vi.spyOn(console, 'error').mockImplementation((m: unknown) => void out.push(String(m)));
-  try {
-    const code = await main(['--settings', settingsFile, ...args]);
-    return { code, text: out.join('\n') };
-  } finally {
-    log.mockRestore();
-    err.mockRestore();
-  }
+  const io = { out: (l: string) => void out.push(l), err: (l: string) => void out.push(l), isTTY: false };
+  const code = await main(['--settings', settingsFile, '--json', ...args], io);
+  return { code, text: out.join('\n') };
 }
 
 describe('cursor break-lease', () => {
@@ -145,7 +139,7 @@ describe('cursor break-lease', () => {
       }),
     );
     expect(await cli(settings, 'cursor', 'break-lease')).toMatchObject({
-      code: 2,
+      code: 1,
       text: /no lease to break/,
     });
   });

@@ -9,8 +9,9 @@
  * ignored: activation test, event id or entity not allowed). After the run: exactly the events
  * answered `duplicate: false` are stored, once each; nothing for a refusal or an ignored event.
  *
- * FINOPS_FUZZ_RUNS (default 10,000) requests, stopped early after ~45 s on a slow machine (the
- * count run is printed with the counts by status).
+ * FINOPS_FUZZ_RUNS (default 2,000 in `npm test`) requests, stopped early after
+ * FINOPS_FUZZ_TIME_LIMIT_MS (default 30 s) on a slow machine (the count run is printed with the
+ * counts by status). The full 10,000: FINOPS_FUZZ_RUNS=10000 FINOPS_FUZZ_TIME_LIMIT_MS=900000.
  */
 import { readdirSync } from 'node:fs';
 import path from 'node:path';
@@ -22,8 +23,8 @@ import { sharedAzurite } from '../support/azurite';
 import { webhookRequests, type FuzzRequest } from '../support/webhook-arbitraries';
 import { send } from '../support/webhook-http';
 
-const RUNS = Number(process.env.FINOPS_FUZZ_RUNS ?? 10_000);
-const TIME_LIMIT_MS = Number(process.env.FINOPS_FUZZ_TIME_LIMIT_MS ?? 45_000);
+const RUNS = Number(process.env.FINOPS_FUZZ_RUNS ?? 2_000);
+const TIME_LIMIT_MS = Number(process.env.FINOPS_FUZZ_TIME_LIMIT_MS ?? 30_000);
 const MAX_BODY = 256 * 1024;
 const CONCURRENCY = 8;
 const id = Math.random().toString(36).slice(2, 8);
@@ -87,7 +88,7 @@ const envelope = fc.record(
   { requiredKeys: ['BusinessEventId', 'ControlNumber', 'EventId'] },
 ) as fc.Arbitrary<Record<string, unknown>>;
 
-it(`up to ${RUNS} generated requests (about 45 s) to POST /api/webhooks/business-event: never a 5xx, nothing stored for a refusal`, async () => {
+it(`up to ${RUNS} generated requests to POST /api/webhooks/business-event: never a 5xx, nothing stored for a refusal`, async () => {
   const url = `${host.httpUrl}/api/webhooks/business-event`;
   const byStatus: Record<number, number> = {};
   const byOutcome: Record<string, number> = {};

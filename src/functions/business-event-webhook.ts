@@ -10,7 +10,7 @@ import { businessEventRoute } from '../lib/flows/business-event/route';
 import { countIgnored } from '../lib/flows/business-event/ignored';
 import { createWebhookIntake, type WebhookIntake } from '../lib/webhooks';
 import { contextLog } from './shared/invocation';
-import { recordWebhookRequest } from '../lib/telemetry';
+import { currentTraceparent, inSpan, recordWebhookRequest } from '../lib/telemetry';
 
 let intake: { app: AppServices; intake: WebhookIntake } | undefined;
 const intakeOf = (services: AppServices): WebhookIntake => {
@@ -20,6 +20,7 @@ const intakeOf = (services: AppServices): WebhookIntake => {
       intake: createWebhookIntake(businessEventRoute(services.businessEventFlows), {
         store: services.webhookStore,
         transport: services.engine.transport,
+        traceparent: currentTraceparent,
       }),
     };
   return intake.intake;
@@ -33,12 +34,14 @@ if (registrationSettings().businessEventFlows.length > 0)
     route: 'webhooks/business-event',
     handler: async (request, context) => {
       const log = contextLog(context);
-      const result = await intakeOf(getApp()).handle({
-        method: request.method,
-        url: request.url,
-        headers: request.headers,
-        body: request.body,
-      });
+      const result = await inSpan('webhook', { route: 'business-event' }, () =>
+        intakeOf(getApp()).handle({
+          method: request.method,
+          url: request.url,
+          headers: request.headers,
+          body: request.body,
+        }),
+      );
       recordWebhookRequest(result);
       const fields = {
         route: result.route,

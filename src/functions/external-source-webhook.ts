@@ -10,7 +10,7 @@ import { getApp } from '../lib/compose';
 import { AppError, errorText, httpErrorOf, TransientError } from '../lib/errors';
 import { createWebhookIntake } from '../lib/webhooks/intake';
 import { contextLog } from './shared/invocation';
-import { recordWebhookRequest } from '../lib/telemetry';
+import { currentTraceparent, inSpan, recordWebhookRequest } from '../lib/telemetry';
 
 app.http('externalSourceWebhook', {
   methods: ['GET', 'POST', 'PUT', 'PATCH', 'DELETE'],
@@ -44,13 +44,16 @@ app.http('externalSourceWebhook', {
       store: services.webhookStore,
       transport: services.transport,
       log,
+      traceparent: currentTraceparent,
     });
-    const result = await intake.handle({
-      method: request.method,
-      url: request.url,
-      headers: request.headers,
-      body: request.body,
-    });
+    const result = await inSpan('webhook', { route: 'external-source' }, () =>
+      intake.handle({
+        method: request.method,
+        url: request.url,
+        headers: request.headers,
+        body: request.body,
+      }),
+    );
     recordWebhookRequest(result);
     return { status: result.status, headers: result.headers, jsonBody: result.body };
   },

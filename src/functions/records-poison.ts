@@ -6,18 +6,22 @@
  */
 import { applyRecordsMessage } from '../lib/batch/applier';
 import { getApp } from '../lib/compose';
-import { inSpan, recordApply } from '../lib/telemetry';
+import { inSpan, recordApply, traceparentOf } from '../lib/telemetry';
 import { contextLog, registerQueueFunction } from './shared/invocation';
 
 registerQueueFunction('recordsPoison', 'records', 'poison', async (body, delivery, context) => {
   const log = contextLog(context, { deliveryCount: delivery.deliveryCount, poison: true });
-  const report = await inSpan('apply', { poison: true }, () =>
-    applyRecordsMessage(
-      getApp().engine,
-      body,
-      { ...delivery, poison: true, poisonReason: delivery.deadLetterReason ?? 'delivery limit exceeded' },
-      log,
-    ),
+  const report = await inSpan(
+    'apply',
+    { poison: true },
+    () =>
+      applyRecordsMessage(
+        getApp().engine,
+        body,
+        { ...delivery, poison: true, poisonReason: delivery.deadLetterReason ?? 'delivery limit exceeded' },
+        log,
+      ),
+    traceparentOf(body),
   );
   recordApply(report);
   log.warn('poison records message handled', { ...report });

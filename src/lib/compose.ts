@@ -26,7 +26,7 @@ import type { CursorStore, TargetReader, TargetSystem, Transport, ViewSource } f
 import { azureCredential, blobServiceClient, queueServiceClient, tableClient } from './storage/clients';
 import { createTarget } from './targets/target-settings';
 import { TableTarget } from './targets/table-target';
-import { instrumentTarget } from './telemetry';
+import { currentTraceparent, instrumentTarget } from './telemetry';
 import { ensureQueues } from './transport/ensure-queues';
 import { createServiceBusClient, ServiceBusTransport } from './transport/servicebus-transport';
 import { StorageQueueTransport } from './transport/storage-queue-transport';
@@ -182,6 +182,7 @@ export function createApp(config: Config, o: ServiceOverrides = {}): AppServices
       now: o.now ?? Date.now,
       instanceId: o.instanceId ?? randomUUID(),
       sleep: o.sleep,
+      traceparent: currentTraceparent,
     },
     [...flows, ...businessEventFlows],
   );

@@ -11,7 +11,8 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { logs } from '@opentelemetry/api-logs';
-import { metrics, trace } from '@opentelemetry/api';
+import { context, metrics, trace } from '@opentelemetry/api';
+import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks';
 import { InMemoryLogRecordExporter, LoggerProvider, SimpleLogRecordProcessor } from '@opentelemetry/sdk-logs';
 import { AggregationTemporality, MeterProvider, MetricReader } from '@opentelemetry/sdk-metrics';
 import {
@@ -54,6 +55,8 @@ const refused = new Set<string>();
 
 beforeAll(async () => {
   metrics.setGlobalMeterProvider(new MeterProvider({ readers: [reader] }));
+  // As the Azure Monitor distro does: an active context follows async calls (spans nest).
+  context.setGlobalContextManager(new AsyncLocalStorageContextManager().enable());
   trace.setGlobalTracerProvider(
     new BasicTracerProvider({
       spanProcessors: [new RedactingSpanProcessor(), new SimpleSpanProcessor(spans)],
@@ -165,6 +168,18 @@ it('a sync run emits metrics by flow, spans and structured logs, and no secret r
     expect.arrayContaining(['syncbridge.plan', 'syncbridge.apply', 'syncbridge.control']),
   );
   expect(spans.getFinishedSpans().find((s) => s.name === 'syncbridge.plan')?.attributes.flow).toBe('leads');
+  // One trace spans plan → apply → complete: the messages carry the sender's traceparent.
+  const finished = spans.getFinishedSpans();
+  const planSpan = finished.find((s) => s.name === 'syncbridge.plan')!.spanContext();
+  const applies = finished.filter((s) => s.name === 'syncbridge.apply');
+  expect(applies.length).toBeGreaterThanOrEqual(3);
+  for (const a of applies) {
+    expect(a.spanContext().traceId).toBe(planSpan.traceId);
+    expect(a.parentSpanContext?.spanId).toBe(planSpan.spanId);
+  }
+  const completes = finished.filter((s) => s.name === 'syncbridge.control');
+  expect(completes.length).toBeGreaterThanOrEqual(1);
+  for (const c of completes) expect(c.spanContext().traceId).toBe(planSpan.traceId);
 
   const records = logRecords.getFinishedLogRecords();
   const quarantined = records.find((r) => r.body === 'quarantined a poison record');

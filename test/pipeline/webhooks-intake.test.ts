@@ -94,6 +94,13 @@ describe('webhook intake: accepted requests', () => {
     expect(e.server.results.map((x) => [x.outcome, x.reason])).toEqual([['accepted', undefined]]);
   });
 
+  it("puts the request's trace context in the job message, so the job joins its trace", async () => {
+    const traceparent = '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01';
+    const e = await env([pingRoute('ping')], { traceparent: () => traceparent });
+    expect((await post(e, 'ping', signed(ping('traced')))).status).toBe(202);
+    expect(await e.drainJobs()).toEqual([expect.objectContaining({ eventId: 'traced', traceparent })]);
+  });
+
   it('accepts a signature made with the previous secret during a rotation', async () => {
     const e = await env([pingRoute('ping')]);
     const r = await post(e, 'ping', signed(ping('rotated'), { secretIndex: 1 }));

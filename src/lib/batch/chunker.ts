@@ -4,8 +4,8 @@
  */
 import type { WireRecord } from '../records';
 
-/** JSON of a records message around its records. */
-export const ENVELOPE_BYTES = 300;
+/** JSON of a records message around its records (type, stream, batch id, chunk, traceparent). */
+export const ENVELOPE_BYTES = 400;
 
 export const wireBytes = (r: WireRecord): number => Buffer.byteLength(JSON.stringify(r)) + 1;
 

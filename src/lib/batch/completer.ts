@@ -119,7 +119,12 @@ async function finish(
         messageId: `${m.batchId}:poll`,
         kind: 'poll',
         batchId: m.batchId,
-        body: { type: 'poll', stream, reason: `batch ${m.batchId} was full` },
+        body: {
+          type: 'poll',
+          stream,
+          reason: `batch ${m.batchId} was full`,
+          traceparent: e.deps.traceparent?.(),
+        },
       },
     ]);
     repolled = true;

@@ -54,7 +54,7 @@ export async function sendDrained(
       messageId: repair ? `${batchId}:drained:${repair}` : `${batchId}:drained`,
       kind: 'batch-drained',
       batchId,
-      body: { type: 'batch-drained', stream, batchId },
+      body: { type: 'batch-drained', stream, batchId, traceparent: e.deps.traceparent?.() },
     },
   ]);
 }
@@ -127,6 +127,7 @@ export class Dispatcher {
       batchId: this.batchId,
       chunk,
       records,
+      traceparent: this.e.deps.traceparent?.(),
     };
     this.outbox.push({
       messageId: recordsMessageId(this.batchId, chunk),

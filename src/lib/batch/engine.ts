@@ -24,6 +24,12 @@ export interface EngineDeps {
   instanceId: string;
   /** Waits (the applier's back-off); tests inject one that records instead of sleeping. */
   sleep?: (ms: number) => Promise<void>;
+  /**
+   * The trace context to put in the messages a step sends (`traceparent`), so that the steps
+   * that handle them join the same trace. The composition root gives it; the engine knows no
+   * telemetry.
+   */
+  traceparent?: () => string | undefined;
 }
 
 /** Quarantine partition for messages that name no flow this app has. */

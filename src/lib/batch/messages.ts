@@ -8,6 +8,9 @@
 import { z } from 'zod';
 import { wireRecordSchema } from '../records';
 
+/** Trace context of the sender (optional; a malformed one is ignored, never a reason to refuse). */
+const traceparent = z.string().max(128).optional().catch(undefined);
+
 const streamName = z
   .string()
   .regex(/^[A-Za-z0-9-]{1,40}(:[A-Za-z0-9._-]{1,200})?$/, 'must be <flow> or <flow>:<sub>');
@@ -26,6 +29,7 @@ export const recordsMessageSchema = z.preprocess(
     batchId: z.string().min(1),
     chunk: z.number().int().nonnegative(),
     records: z.array(wireRecordSchema).min(1),
+    traceparent,
   }),
 );
 export type RecordsMessage = z.output<typeof recordsMessageSchema>;
@@ -33,8 +37,13 @@ export type RecordsMessage = z.output<typeof recordsMessageSchema>;
 export const controlMessageSchema = z.preprocess(
   legacyView,
   z.discriminatedUnion('type', [
-    z.object({ type: z.literal('batch-drained'), stream: streamName, batchId: z.string().min(1) }),
-    z.object({ type: z.literal('poll'), stream: streamName, reason: z.string() }),
+    z.object({
+      type: z.literal('batch-drained'),
+      stream: streamName,
+      batchId: z.string().min(1),
+      traceparent,
+    }),
+    z.object({ type: z.literal('poll'), stream: streamName, reason: z.string(), traceparent }),
   ]),
 );
 export type ControlMessage = z.output<typeof controlMessageSchema>;

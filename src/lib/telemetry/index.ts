@@ -14,9 +14,11 @@ import type { ApplyOutcome, TargetRecord, TargetSystem } from '../ports';
 import type { WebhookOutcome } from '../webhooks/intake';
 import { add, observe, set, syncMetrics } from './metrics';
 import { redactFields, redactText } from './redact';
+import { contextOfTraceparent } from './trace-context';
 
 export { METRIC, syncMetrics, resetMetrics } from './metrics';
 export { redactFields, redactText, registerSecrets } from './redact';
+export { currentTraceparent, traceparentOf } from './trace-context';
 
 const kindOf = (e: unknown) => (e instanceof AppError ? e.kind : 'unexpected');
 
@@ -108,14 +110,21 @@ export function instrumentTarget<T extends TargetSystem>(flow: string, target: T
 /**
  * Runs `fn` in a span named `name` (plan, apply, complete, webhook, job), with correlation
  * attributes (flow, batch id, message id, event id), redacted. The span ends with the error's
- * kind and redacted text on failure.
+ * kind and redacted text on failure. `parent`: the `traceparent` of the step that sent the message
+ * this step handles (the span is then its child, in the same trace).
  */
-export async function inSpan<T>(name: string, attributes: Attributes, fn: () => Promise<T>): Promise<T> {
+export async function inSpan<T>(
+  name: string,
+  attributes: Attributes,
+  fn: () => Promise<T>,
+  parent?: string,
+): Promise<T> {
   return trace
     .getTracer('syncbridge')
     .startActiveSpan(
       `syncbridge.${name}`,
       { attributes: redactFields(attributes as Record<string, unknown>) },
+      contextOfTraceparent(parent),
       async (span) => {
         try {
           return await fn();

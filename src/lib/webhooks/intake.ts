@@ -118,6 +118,8 @@ export interface WebhookIntakeOptions {
   log?: Log;
   now?: () => number;
   faults?: WebhookFaults;
+  /** Trace context to put in the job message, so the job joins the request's trace. */
+  traceparent?: () => string | undefined;
 }
 
 export type WebhookOutcome = 'accepted' | 'duplicate' | 'ignored' | 'rejected' | 'failed';
@@ -219,6 +221,7 @@ export function createWebhookIntake<T>(route: WebhookRoute<T>, o: WebhookIntakeO
       route: route.name,
       eventId: m.eventId,
       jobKind: m.jobKind,
+      traceparent: o.traceparent?.(),
     };
     return { messageId: m.messageId, kind: WEBHOOK_JOB_MESSAGE_TYPE, body };
   };

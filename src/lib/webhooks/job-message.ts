@@ -18,6 +18,8 @@ export const webhookJobMessageSchema = z.object({
   eventId: z.string().min(1),
   /** The job kind the route chose: which handler the worker runs. */
   jobKind: z.string().min(1),
+  /** The request's trace context (optional; a malformed one is ignored). */
+  traceparent: z.string().max(128).optional().catch(undefined),
 });
 export type WebhookJobMessage = z.infer<typeof webhookJobMessageSchema>;
 

@@ -86,6 +86,14 @@ describe('a good URL', () => {
     ]);
   });
 
+  it('counts the bytes it passed on (the download metric)', async () => {
+    const dl = await downloader().download(sim.downloadUrl(small.exportId));
+    let length = 0;
+    for await (const chunk of dl.body) length += (chunk as Buffer).length;
+    expect(length).toBeGreaterThan(0);
+    expect(dl.bytesRead()).toBe(length);
+  });
+
   it('follows a redirect on the same host', async () => {
     sim.faults.redirectNext(1, 'same-host');
     expect(await rowsOf(sim.downloadUrl(small.exportId))).toHaveLength(2);

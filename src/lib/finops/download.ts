@@ -63,6 +63,8 @@ export interface Download {
   contentLength?: number;
   /** scheme://host/path of the URL that answered. */
   where: string;
+  /** Bytes read from `body` so far (for the download metric). */
+  bytesRead(): number;
 }
 
 export class SafeDownloader {
@@ -121,13 +123,14 @@ export class SafeDownloader {
       contentType: typeof res.headers['content-type'] === 'string' ? res.headers['content-type'] : undefined,
       contentLength: length,
       where,
+      bytesRead: () => capped.seen,
     };
   }
 }
 
 /** Passes bytes through and fails once more than `max` have passed. */
 class ByteCap extends Transform {
-  private seen = 0;
+  seen = 0;
   constructor(
     private readonly max: number,
     private readonly purpose: string,

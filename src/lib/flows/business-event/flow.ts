@@ -46,7 +46,7 @@ import {
   type SafeDownloader,
 } from '../../finops';
 import type { Log, TargetSystem } from '../../ports';
-import { recordRowsParsed } from '../../telemetry';
+import { recordDownload, recordRowsParsed } from '../../telemetry';
 
 export type BusinessEventInput =
   { kind: 'event'; event: BusinessEvent } | { kind: 'dequeued'; message: DequeuedMessage };
@@ -207,6 +207,7 @@ export class BusinessEventFlow implements BatchFlow {
       end: () => {
         c.log.info('export read', { flow: this.name, stream: c.stream, records, malformed });
         recordRowsParsed(this.name, records + malformed);
+        recordDownload(this.name, download.bytesRead());
         return { to: v, full: false, meta: JSON.stringify(meta) };
       },
     };

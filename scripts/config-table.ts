@@ -1,5 +1,5 @@
 /**
- * Generates the README's configuration table from `settings` in src/lib/config.ts, the single
+ * Generates the README's configuration table from `settings` in src/lib/config/settings.ts, the single
  * source of truth for setting names, defaults and descriptions.
  *
  * Print it (tsc is a dev dependency; dist/ is git-ignored):
@@ -86,7 +86,7 @@ export function configDocMarkdown(): string {
   return [
     '## Configuration',
     '',
-    'Generated from `settings` in `src/lib/config.ts`; do not edit between the markers by hand.',
+    'Generated from `settings` in `src/lib/config/settings.ts` (and the per-flow keys of `flow-settings.ts`); do not edit between the markers by hand.',
     '',
     configTableBlock(),
     '',

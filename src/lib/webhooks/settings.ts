@@ -1,6 +1,6 @@
 /**
  * The app settings of the webhook intake, as a zod schema over raw setting strings, for the one
- * config schema to merge (src/lib/config.ts reads process.env; this module never does). The
+ * config schema to merge (src/lib/config/ reads process.env; this module never does). The
  * signature settings describe the WISEflow scheme, which is a GAP in the spec: every default
  * below is a guess to confirm against a real delivery (see docs/webhooks.md).
  */

@@ -56,6 +56,10 @@ describe('webhook jobs worker', () => {
     expect(await runWebhookJob(JSON.stringify(message), first, deps(h))).toMatchObject({
       kind: 'already-done',
     });
+    // As bytes (a Service Bus body bound as a Buffer): read, not dropped as malformed.
+    expect(await runWebhookJob(Buffer.from(JSON.stringify(message)), first, deps(h))).toMatchObject({
+      kind: 'already-done',
+    });
     expect(seen).toEqual([{ n: 1 }]);
     expect((await store.get({ route, eventId }))?.state).toBe('done');
   });

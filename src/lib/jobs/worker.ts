@@ -17,6 +17,7 @@
  * A handler must itself be idempotent (it can run again after a crash before `complete`).
  */
 import { z } from 'zod';
+import { decodeBody } from '../batch/messages';
 import { AppError, errorText, TransientError } from '../errors';
 import type { Log } from '../ports';
 import { webhookJobMessageSchema } from '../webhooks/job-message';
@@ -66,7 +67,7 @@ const PERMANENT_KINDS = new Set(['permanent', 'configuration', 'validation']);
 
 /** Handles one `jobs` queue message. Throws only to have the queue deliver it again. */
 export async function runWebhookJob(body: unknown, delivery: JobDelivery, deps: JobDeps): Promise<JobReport> {
-  const parsed = webhookJobMessageSchema.safeParse(typeof body === 'string' ? safeJson(body) : body);
+  const parsed = webhookJobMessageSchema.safeParse(decodeBody(body));
   if (!parsed.success) {
     // Not a message our intake wrote (it only sends this shape): nothing names an event to
     // finish, and redelivering cannot make it valid.
@@ -120,13 +121,5 @@ export async function runWebhookJob(body: unknown, delivery: JobDelivery, deps: 
       deps.log.warn('could not release a job claim', { ...ref, error: errorText(r) }),
     );
     throw e;
-  }
-}
-
-function safeJson(text: string): unknown {
-  try {
-    return JSON.parse(text) as unknown;
-  } catch {
-    return text;
   }
 }

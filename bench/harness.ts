@@ -55,6 +55,14 @@ export class LatencyTarget implements TargetSystem {
   skipped = 0;
   lastWriteAt = 0;
   readonly firstSeen = new Map<string, number>();
+  /**
+   * Time with no write in flight between the first write's start and the last write's end:
+   * where the target waits for the pipeline (batch boundaries: drain, complete, re-plan).
+   */
+  idleMs = 0;
+  private inFlight = 0;
+  private idleSince: number | undefined;
+  private started = false;
   constructor(
     private readonly inner: TargetSystem,
     private readonly latencyMs: number,
@@ -64,8 +72,17 @@ export class LatencyTarget implements TargetSystem {
     return this.inner.ensureReady?.() ?? Promise.resolve();
   }
   async apply(r: TargetRecord): Promise<ApplyOutcome> {
-    if (this.latencyMs > 0) await sleep(this.latencyMs);
-    const outcome = await this.inner.apply(r);
+    const begin = performance.now();
+    if (this.inFlight++ === 0 && this.started && this.idleSince !== undefined)
+      this.idleMs += begin - this.idleSince;
+    this.started = true;
+    let outcome: ApplyOutcome;
+    try {
+      if (this.latencyMs > 0) await sleep(this.latencyMs);
+      outcome = await this.inner.apply(r);
+    } finally {
+      if (--this.inFlight === 0) this.idleSince = performance.now();
+    }
     const now = Date.now();
     if (outcome === 'applied') {
       this.applied++;
@@ -282,8 +299,12 @@ export class BenchPipeline {
         queueName,
         invoke: asWorker(invoke),
         maxConcurrency: o.concurrency,
-        // host.json default: half the batch size.
-        newBatchThreshold: Math.floor(o.concurrency / 2),
+        // The deployed transport is Service Bus, whose trigger keeps maxConcurrentCalls (16)
+        // invocations in flight and starts the next message as soon as one ends. A storage
+        // queue host with batchSize 16 and newBatchThreshold 8 instead lets its in-flight count
+        // sag to 8 before it fetches again (and may then run up to 24): neither is "concurrency
+        // 16". Fetching whenever a slot frees models the Service Bus trigger.
+        newBatchThreshold: o.concurrency - 1,
         pollIntervalMs: o.pollIntervalMs,
         maxDequeueCount: 5,
         visibilityTimeoutMs: 10_000,

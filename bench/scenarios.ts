@@ -24,6 +24,8 @@ import {
 import type { PlanChildResult } from './plan-child';
 import type { CountingProxy, Purpose } from './proxy';
 import { runTutorialFlow } from './tutorial-flow';
+import { Chunker } from '../src/lib/batch/chunker';
+import { toWire } from '../src/lib/batch/dispatch';
 
 // ---- 1. throughput ------------------------------------------------------------------------------
 
@@ -43,6 +45,8 @@ export interface ThroughputResult {
   errors: number;
   /** CPU per record: this process (app + simulator) and the Azurite child. */
   cpuMsPerRecord: { bench: number; azurite: number };
+  /** Time the target had no write in flight between the first and the last write (batch boundaries). */
+  targetIdleMs?: number;
 }
 
 const perRecord = (cpu: { benchMs: number; azuriteMs: number }, n: number) => ({
@@ -100,6 +104,7 @@ export async function syncbridgeThroughput(o: {
       batches: p.cursor.writes.length,
       errors: p.log.errors.length,
       cpuMsPerRecord: perRecord(used, records),
+      targetIdleMs: p.target.idleMs,
     };
   } finally {
     await p.stop();
@@ -168,9 +173,13 @@ export async function targetCeiling(o: {
   concurrency: number;
   latencyMs: number;
   writes: number;
+  target?: TargetKind;
 }): Promise<ThroughputResult> {
   const tableName = `ceil${shortId()}`;
-  const target = new LatencyTarget(makeTarget('table', o.connectionString, tableName), o.latencyMs);
+  const target = new LatencyTarget(
+    makeTarget(o.target ?? 'table', o.connectionString, tableName),
+    o.latencyMs,
+  );
   await target.ensureReady();
   try {
     const cpu = new CpuMeter();
@@ -196,8 +205,8 @@ export async function targetCeiling(o: {
     );
     const ms = Date.now() - t0;
     return {
-      impl: 'target alone (no pipeline)',
-      target: 'table',
+      impl: `${o.concurrency} bare workers (no pipeline)`,
+      target: o.target ?? 'table',
       records: o.writes,
       concurrency: o.concurrency,
       committedMs: ms,
@@ -440,4 +449,84 @@ function median(sorted: number[]): number {
   if (sorted.length === 0) return NaN;
   const m = Math.floor(sorted.length / 2);
   return sorted.length % 2 ? sorted[m]! : (sorted[m - 1]! + sorted[m]!) / 2;
+}
+
+// ---- 5. planning speed --------------------------------------------------------------------------
+
+export interface PlanSpeedResult {
+  records: number;
+  messages: number;
+  /** Reading the view: request, streamed JSON parse, record validation (the flow's collect alone). */
+  collectMs: number;
+  /** The same plus the wire form and chunking into messages (no sending). */
+  chunkMs: number;
+  /** A whole plan: the above plus the manifest, the lease and sending every message. */
+  planMs: number;
+  cpuMs: { bench: number; azurite: number };
+}
+
+/**
+ * Plans ONE batch of the whole view (SYNC_MAX_BATCH = its size) with no queue driver running,
+ * three times over: collect only, collect + chunk, and the real plan(), so the table shows where
+ * the time goes.
+ */
+export async function planSpeed(o: {
+  connectionString: string;
+  sim: FlowfinitySimulator;
+}): Promise<PlanSpeedResult> {
+  const records = o.sim.size;
+  const p = new BenchPipeline({
+    connectionString: o.connectionString,
+    sim: o.sim,
+    concurrency: 1,
+    targetLatencyMs: 0,
+    pollIntervalMs: 100,
+    env: { SYNC_MAX_BATCH: String(records) },
+  });
+  try {
+    await p.app.engine.ensureReady();
+    const collect = async (chunk: boolean) => {
+      const c = await p.flow.collect({
+        stream: p.flow.name,
+        input: undefined,
+        flowState: undefined,
+        signal: new AbortController().signal,
+        log: p.log,
+      });
+      const chunker = new Chunker(p.flow.settings.recordsPerMessage, p.app.engine.transport.maxMessageBytes);
+      let n = 0;
+      let messages = 0;
+      for await (const item of c.items) {
+        if (item.kind !== 'record') continue;
+        n++;
+        if (chunk && chunker.add(toWire(item))) messages++;
+      }
+      if (n !== records) throw new Error(`collect read ${n} of ${records} records`);
+      return messages;
+    };
+    let t = performance.now();
+    await collect(false);
+    const collectMs = performance.now() - t;
+    t = performance.now();
+    await collect(true);
+    const chunkMs = performance.now() - t;
+    const cpu = new CpuMeter();
+    t = performance.now();
+    const outcome = await p.tick();
+    const planMs = performance.now() - t;
+    const used = cpu.elapsed();
+    if (outcome.kind !== 'planned' || outcome.records !== records)
+      throw new Error(`plan did not plan the whole view: ${JSON.stringify(outcome)}`);
+    return {
+      records,
+      messages: outcome.messages,
+      collectMs,
+      chunkMs,
+      planMs,
+      cpuMs: { bench: used.benchMs, azurite: used.azuriteMs },
+    };
+  } finally {
+    await p.stop();
+    await p.cleanup();
+  }
 }

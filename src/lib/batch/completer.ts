@@ -10,6 +10,9 @@ import type { Log } from '../ports';
 import type { Engine } from './engine';
 import type { BatchFlow } from './flow';
 import { isDrained, textColumns, type Ledger, type Manifest } from './ledger';
+import { plan } from './planner';
+import { errorText } from '../errors';
+import { isSimulatedCrash } from '../faults';
 
 export type CompleteOutcome =
   | {
@@ -114,19 +117,7 @@ async function finish(
   let repolled = false;
   if (m.full) {
     await e.faults.at('complete.poll', m.batchId);
-    await e.transport.send('control', [
-      {
-        messageId: `${m.batchId}:poll`,
-        kind: 'poll',
-        batchId: m.batchId,
-        body: {
-          type: 'poll',
-          stream,
-          reason: `batch ${m.batchId} was full`,
-          traceparent: e.deps.traceparent?.(),
-        },
-      },
-    ]);
+    await planNext(e, flow, stream, m.batchId, log);
     repolled = true;
   }
   return {
@@ -139,4 +130,44 @@ async function finish(
     repolled,
     startedAt: m.createdAt,
   };
+}
+
+/**
+ * A full batch is followed at once by the next one: planned right here, not through a `poll`
+ * message, which cost a queue round trip (and a polling interval on storage queues) while the
+ * target idled at every batch boundary. If planning fails, a `poll` message takes over, so the
+ * failure gets the control queue's retries; the drain signal itself is not failed for it (its
+ * redelivery would find the batch completed and plan nothing).
+ */
+async function planNext(
+  e: Engine,
+  flow: BatchFlow,
+  stream: string,
+  batchId: string,
+  log: Log,
+): Promise<void> {
+  try {
+    await plan(e, flow, log, { stream });
+    return;
+  } catch (err) {
+    if (isSimulatedCrash(err)) throw err;
+    log.warn('planning the batch after a full one failed; handing it to a poll message', {
+      stream,
+      batchId,
+      error: errorText(err),
+    });
+  }
+  await e.transport.send('control', [
+    {
+      messageId: `${batchId}:poll`,
+      kind: 'poll',
+      batchId,
+      body: {
+        type: 'poll',
+        stream,
+        reason: `batch ${batchId} was full`,
+        traceparent: e.deps.traceparent?.(),
+      },
+    },
+  ]);
 }

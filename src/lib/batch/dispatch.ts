@@ -9,6 +9,9 @@
  * - Messages go out in groups with deterministic ids (`<batchId>:<chunk>`): a re-send after a
  *   crash is dropped by duplicate detection where the medium has it, and counted once by the
  *   ledger anyway. The planner lease is renewed between groups; a planner that lost it stops.
+ *   One group is in flight while the next is collected (parsing and sending overlap); a group
+ *   starts only after the previous one was sent, and finish() waits for the last one, so a
+ *   batch is never `dispatched` before all its messages are.
  * - finish(): the manifest gets its final message count and moves to `dispatched` (ETag: a
  *   concurrent abandon wins or loses as a whole). If every message was already done by then,
  *   the planner sends the drain signal itself.
@@ -22,7 +25,13 @@ import type { BatchEnd, BatchFlow, CollectedRecord } from './flow';
 import { isDrained, textColumns, type Ledger, type Manifest } from './ledger';
 import { recordsMessageId, type RecordsMessage } from './messages';
 
-/** Messages handed to the transport at once (it splits them into SDK batches). */
+/**
+ * Messages handed to the transport at once (it splits them into SDK batches). The first groups
+ * are small so that the appliers start while the rest of the view is still being read: with a
+ * fixed 50, the first message of a 1,000-record batch left only after all 1,000 were parsed, and
+ * the target idled for that long at every batch boundary. Then the groups double up to 50.
+ */
+const FIRST_SEND_GROUP = 2;
 const SEND_GROUP = 50;
 
 export function newBatchId(now: number): string {
@@ -69,6 +78,8 @@ export class Dispatcher {
   private oversize = 0;
   private groups = 0;
   private lostTo: { leaseOwner?: string } | undefined;
+  /** The group being sent while the next one is collected. */
+  private sending: Promise<void> | undefined;
 
   constructor(
     private readonly e: Engine,
@@ -116,7 +127,7 @@ export class Dispatcher {
     }
     const closed = this.chunker.add(wire, size);
     if (closed) this.queueMessage(closed);
-    if (this.outbox.length >= SEND_GROUP) await this.flush();
+    if (this.outbox.length >= Math.min(SEND_GROUP, FIRST_SEND_GROUP << this.groups)) await this.flush();
   }
 
   private queueMessage(records: WireRecord[]): void {
@@ -168,13 +179,25 @@ export class Dispatcher {
   }
 
   private async flush(): Promise<void> {
-    if (this.outbox.length === 0 || !(await this.open())) return;
+    if (this.outbox.length === 0) return;
+    await this.sent();
+    if (!(await this.open())) return;
     await this.renewLease();
     if (this.lostTo) return;
     await this.e.faults.at('plan.send', String(this.groups++));
     const group = this.outbox;
     this.outbox = [];
-    await this.e.transport.send('records', group);
+    const sending = this.e.transport.send('records', group);
+    // Awaited by the next flush or by finish(); until then a failure must not go unhandled.
+    sending.catch(() => {});
+    this.sending = sending;
+  }
+
+  /** Waits for the group in flight; rethrows its failure. */
+  private async sent(): Promise<void> {
+    const sending = this.sending;
+    this.sending = undefined;
+    await sending;
   }
 
   /** Keeps the planner lease while a long batch is dispatched; marks the dispatch lost when gone. */
@@ -220,6 +243,7 @@ export class Dispatcher {
       await this.flush();
       if (this.lost) return this.lostResult();
     }
+    await this.sent();
     await this.e.faults.at('plan.dispatched');
     const final = {
       messageCount: this.chunks,

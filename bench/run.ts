@@ -607,6 +607,7 @@ async function main(): Promise<number> {
             'p99 ms',
             'max ms',
             'req/s',
+            'CPU ms/req (app + azurite)',
             'goal p99',
             'met',
           ],
@@ -620,6 +621,7 @@ async function main(): Promise<number> {
             fmt(r.p99Ms),
             fmt(r.maxMs),
             fmt(r.rps),
+            `${fmt(r.cpuMsPerRequest.app + r.cpuMsPerRequest.azurite)} (${fmt(r.cpuMsPerRequest.app)} + ${fmt(r.cpuMsPerRequest.azurite)})`,
             goalRow(r) ? `<= ${WEBHOOK_P99_GOAL_MS} ms` : '-',
             goalRow(r)
               ? r.p99Ms <= WEBHOOK_P99_GOAL_MS && all202(r)

@@ -14,12 +14,13 @@
  * still running then are dropped with the child.
  */
 import { fork } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { FinOpsSimulator, generatedRows, type ExportHandle } from '../src/local/finops-simulator';
 import { localWiseflowSettings } from '../src/local/local-settings';
 import { RosterSimulator } from '../src/local/roster-simulator';
 import { WiseflowSimulator } from '../src/local/wiseflow-simulator';
+import { CpuMeter } from './harness';
 import { benchWebhookAck, type AckRequest, type AckBenchResult } from './webhook-ack';
 import type { WebhooksChildInput, WebhooksChildMessage } from './webhooks-child';
 
@@ -32,6 +33,12 @@ export interface WebhookAckRow extends AckBenchResult {
   requests: number;
   /** Whether the jobs worker ran (processing the burst) while the intake answered. */
   jobsWorker: boolean;
+  /**
+   * CPU milliseconds per request during the measured requests (warm-up excluded): the app's
+   * process (with the worker on, that includes the jobs it ran meanwhile) and Azurite. Less
+   * sensitive to a shared machine's load than the latencies.
+   */
+  cpuMsPerRequest: { app: number; azurite: number };
 }
 
 /** One row per route: concurrency, requests, and whether the jobs worker runs meanwhile. */
@@ -77,8 +84,21 @@ export async function benchWebhooks(o: {
           const url = `${child.httpUrl}/api/webhooks/${route}`;
           const make = requestMaker(route, run, wiseflow, roster, finops);
           await benchWebhookAck(url, make, { concurrency: Math.min(4, concurrency), total: WARMUP });
+          const meter = new CpuMeter();
+          const appCpu0 = procCpuMs(child.pid);
           const r = await benchWebhookAck(url, make, { concurrency, total });
-          rows.push({ route, concurrency, requests: total, jobsWorker, ...r });
+          const round = (x: number) => Math.round((x / total) * 100) / 100;
+          rows.push({
+            route,
+            concurrency,
+            requests: total,
+            jobsWorker,
+            cpuMsPerRequest: {
+              app: round(procCpuMs(child.pid) - appCpu0),
+              azurite: round(meter.elapsed().azuriteMs),
+            },
+            ...r,
+          });
         } finally {
           await child.stop();
         }
@@ -158,7 +178,7 @@ function requestMaker(
 async function startChild(
   childJs: string,
   input: WebhooksChildInput,
-): Promise<{ httpUrl: string; stop(): Promise<void> }> {
+): Promise<{ httpUrl: string; pid: number; stop(): Promise<void> }> {
   const child = fork(childJs, [], {
     env: { ...process.env, BENCH_WEBHOOKS: JSON.stringify(input) },
     stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
@@ -172,6 +192,7 @@ async function startChild(
   });
   return {
     httpUrl,
+    pid: child.pid ?? 0,
     async stop() {
       if (child.exitCode === null && child.connected) child.send({ stop: true });
       const killed = setTimeout(() => child.kill('SIGKILL'), 15_000);
@@ -179,4 +200,16 @@ async function startChild(
       clearTimeout(killed);
     },
   };
+}
+
+/** CPU milliseconds a process has used so far (Linux /proc; 0 elsewhere). */
+function procCpuMs(pid: number): number {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    // utime and stime, in clock ticks (100 per second on Linux).
+    return (Number(fields[11]) + Number(fields[12])) * 10;
+  } catch {
+    return 0;
+  }
 }

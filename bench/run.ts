@@ -1,5 +1,5 @@
 /**
- * `npm run bench [-- --quick] [-- --only=throughput,sweep,cost,memory,latency] [-- --poll-ms=N]`
+ * `npm run bench [-- --quick] [-- --only=throughput,sweep,cost,memory,latency,finops,webhooks] [-- --poll-ms=N]`
  *
  * Measures syncbridge against the Power Automate tutorial's algorithm on this machine, in one run,
  * prints a table and writes bench/results/latest.json. See bench/README.md.
@@ -27,9 +27,10 @@ import {
   type ThroughputResult,
 } from './scenarios';
 import { startPostgres } from '../test/support/postgres';
+import { benchWebhooks, type WebhookAckRow } from './webhooks';
 
-type Section = 'throughput' | 'sweep' | 'cost' | 'plan' | 'memory' | 'latency' | 'finops';
-const ALL: Section[] = ['throughput', 'sweep', 'cost', 'plan', 'memory', 'latency', 'finops'];
+type Section = 'throughput' | 'sweep' | 'cost' | 'plan' | 'memory' | 'latency' | 'finops' | 'webhooks';
+const ALL: Section[] = ['throughput', 'sweep', 'cost', 'plan', 'memory', 'latency', 'finops', 'webhooks'];
 
 function parseArgs(argv: string[]) {
   const quick = argv.includes('--quick');
@@ -38,7 +39,7 @@ function parseArgs(argv: string[]) {
   const sections = only ? (only.split(',').filter((s) => (ALL as string[]).includes(s)) as Section[]) : ALL;
   if (argv.includes('--help')) {
     console.log(
-      'usage: npm run bench -- [--quick] [--only=throughput,sweep,cost,plan,memory,latency,finops] [--poll-ms=100] [--no-postgres]',
+      'usage: npm run bench -- [--quick] [--only=throughput,sweep,cost,plan,memory,latency,finops,webhooks] [--poll-ms=100] [--no-postgres]',
     );
     process.exit(0);
   }
@@ -89,10 +90,22 @@ function parseArgs(argv: string[]) {
     latencyChanges: quick ? 30 : 60,
     /** Rows of the F&O CSV export processed end to end (issue 9: 1,000,000 within 300 MB). */
     finopsRows: quick ? 200_000 : 1_000_000,
+    /** Webhook ack latency rows, per route (issue 12: p99 <= 200 ms at WEBHOOK_GOAL_CONCURRENCY). */
+    webhookLevels: (
+      [
+        [1, quick ? 50 : 100, true],
+        [16, quick ? 300 : 500, true],
+        [64, quick ? 300 : 500, true],
+        [16, quick ? 300 : 500, false],
+      ] as const
+    ).map(([concurrency, requests, jobsWorker]) => ({ concurrency, requests, jobsWorker })),
   };
 }
 
 const MB = 1024 * 1024;
+/** Issue 12: webhook ack p99 <= 200 ms locally, judged at this concurrency (other rows shown for context). */
+const WEBHOOK_P99_GOAL_MS = 200;
+const WEBHOOK_GOAL_CONCURRENCY = 16;
 const fmt = (n: number, digits = 1) => (Number.isFinite(n) ? n.toFixed(digits) : 'n/a');
 
 function table(headers: string[], rows: (string | number)[][]): string {
@@ -654,6 +667,77 @@ async function main(): Promise<number> {
         target: `<= ${r.scheduleSec + 1} s`,
         met: r.medianMs <= (r.scheduleSec + 1) * 1000 && r.seen === r.changes,
       });
+    }
+
+    // ---- webhooks: ack latency ----------------------------------------------------------------
+    if (opt.sections.includes('webhooks')) {
+      const rows: WebhookAckRow[] = await benchWebhooks({
+        connectionString: cs,
+        levels: opt.webhookLevels,
+        progress,
+      });
+      results.webhooks = rows;
+      const all202 = (r: WebhookAckRow) => r.statuses[202] === r.requests;
+      // The goal is judged as deployed (jobs worker on) at the goal concurrency; the others are context.
+      const goalRow = (r: WebhookAckRow) => r.jobsWorker && r.concurrency === WEBHOOK_GOAL_CONCURRENCY;
+      const statusText = (r: WebhookAckRow) =>
+        Object.entries(r.statuses)
+          .map(([s, n]) => `${n}x${s === '0' ? 'no answer' : s}`)
+          .join(' ');
+      say(
+        '\n## Webhooks: ack latency (request → 202), valid new events, a fresh app process per row; ' +
+          'jobs worker on = it processes the burst meanwhile',
+      );
+      say(
+        table(
+          [
+            'route',
+            'concurrency',
+            'jobs worker',
+            'requests',
+            'answers',
+            'p50 ms',
+            'p99 ms',
+            'max ms',
+            'req/s',
+            'CPU ms/req (app + azurite)',
+            'goal p99',
+            'met',
+          ],
+          rows.map((r) => [
+            r.route,
+            r.concurrency,
+            r.jobsWorker ? 'on' : 'off (intake alone)',
+            r.requests,
+            statusText(r),
+            fmt(r.p50Ms),
+            fmt(r.p99Ms),
+            fmt(r.maxMs),
+            fmt(r.rps),
+            `${fmt(r.cpuMsPerRequest.app + r.cpuMsPerRequest.azurite)} (${fmt(r.cpuMsPerRequest.app)} + ${fmt(r.cpuMsPerRequest.azurite)})`,
+            goalRow(r) ? `<= ${WEBHOOK_P99_GOAL_MS} ms` : '-',
+            goalRow(r)
+              ? r.p99Ms <= WEBHOOK_P99_GOAL_MS && all202(r)
+                ? 'yes'
+                : 'NO'
+              : r.p99Ms <= WEBHOOK_P99_GOAL_MS && all202(r)
+                ? '(yes)'
+                : '(no)',
+          ]),
+        ),
+      );
+      for (const r of rows)
+        for (const [status, body] of Object.entries(r.samples))
+          say(
+            `${r.route}, concurrency ${r.concurrency}: first ${status} answer: ${body.replace(/\s+/g, ' ')}`,
+          );
+      for (const r of rows.filter(goalRow))
+        goals.push({
+          goal: `webhooks: ack latency p99, ${r.route}, concurrency ${r.concurrency}, ${r.requests} requests`,
+          measured: `p99 ${fmt(r.p99Ms)} ms (p50 ${fmt(r.p50Ms)} ms; ${statusText(r)})`,
+          target: `<= ${WEBHOOK_P99_GOAL_MS} ms, all 202`,
+          met: r.p99Ms <= WEBHOOK_P99_GOAL_MS && all202(r),
+        });
     }
 
     say('\n## Goals');

@@ -28,6 +28,8 @@ export interface AckBenchResult {
   /** Requests per second over the whole run. */
   rps: number;
   statuses: Record<number, number>;
+  /** The first answer's body (up to 300 characters) for each status other than 2xx: why it was refused. */
+  samples: Record<number, string>;
 }
 
 /** Nearest-rank percentile of sorted values. */
@@ -41,7 +43,7 @@ function once(
   url: URL,
   r: AckRequest,
   timeoutMs: number,
-): Promise<{ status: number; ms: number }> {
+): Promise<{ status: number; ms: number; body?: string }> {
   const started = performance.now();
   const body = typeof r.body === 'string' ? Buffer.from(r.body, 'utf8') : r.body;
   const headers: Record<string, string | string[]> = {};
@@ -53,13 +55,19 @@ function once(
   headers['content-length'] = String(body.length);
   const lib = url.protocol === 'https:' ? https : http;
   return new Promise((resolve) => {
-    const done = (status: number) => resolve({ status, ms: performance.now() - started });
+    const done = (status: number, body?: string) =>
+      resolve({ status, ms: performance.now() - started, body });
     const req = lib.request(
       url,
       { method: r.method ?? 'POST', headers, agent, timeout: timeoutMs },
       (res) => {
-        res.resume();
-        res.on('end', () => done(res.statusCode ?? 0));
+        // Bodies are small JSON answers; a refusal's says why.
+        let text = '';
+        res.setEncoding('utf8');
+        res.on('data', (c: string) => {
+          if (text.length < 300) text += c;
+        });
+        res.on('end', () => done(res.statusCode ?? 0, text.slice(0, 300)));
         res.on('error', () => done(0));
       },
     );
@@ -81,6 +89,7 @@ export async function benchWebhookAck(
   });
   const latencies: number[] = [];
   const statuses: Record<number, number> = {};
+  const samples: Record<number, string> = {};
   let next = 0;
   const started = performance.now();
   const worker = async () => {
@@ -88,8 +97,9 @@ export async function benchWebhookAck(
       const i = next++;
       // The request is built before the clock starts: signing is the sender's cost, not ours.
       const r = await makeRequest(i);
-      const { status, ms } = await once(agent, target, r, timeoutMs);
+      const { status, ms, body } = await once(agent, target, r, timeoutMs);
       statuses[status] = (statuses[status] ?? 0) + 1;
+      if ((status < 200 || status > 299) && samples[status] === undefined) samples[status] = body ?? '';
       latencies.push(ms);
     }
   };
@@ -107,5 +117,6 @@ export async function benchWebhookAck(
     maxMs: round(latencies[latencies.length - 1] ?? NaN),
     rps: round(total / elapsed),
     statuses,
+    samples,
   };
 }

@@ -41,6 +41,9 @@ it('posts signed webhooks at a concurrency and reports statuses and p50/p99', as
     );
     if (process.env.WEBHOOK_ACK_BENCH) console.log('webhook ack', JSON.stringify(r));
     expect(r.statuses).toEqual({ 202: total - total / 20, 401: total / 20 });
+    // A refusal's body is kept, so the bench can say why requests were refused.
+    expect(Object.keys(r.samples)).toEqual(['401']);
+    expect(JSON.parse(r.samples[401]!)).toMatchObject({ error: { code: 'signature_invalid' } });
     expect(r.p50Ms).toBeGreaterThan(0);
     expect(r.p99Ms).toBeGreaterThanOrEqual(r.p50Ms);
     expect(r.maxMs).toBeGreaterThanOrEqual(r.p99Ms);

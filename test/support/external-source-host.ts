@@ -10,7 +10,7 @@ import { WebhookStore } from '../../src/lib/webhooks/store';
 import { LocalHost } from '../../src/local/host';
 import { localSettings } from '../../src/local/local-settings';
 import { RosterSimulator } from '../../src/local/roster-simulator';
-import { WiseflowSimulator } from '../../src/local/wiseflow-simulator';
+import { WiseflowSimulator, type WiseflowSimulatorOptions } from '../../src/local/wiseflow-simulator';
 import { sharedAzurite } from './azurite';
 
 export const APP_FUNCTIONS = [
@@ -56,11 +56,17 @@ export interface ExternalSourceHost {
 
 /** `functions`: file names under src/functions to load (default: all the app's). */
 export async function startExternalSourceHost(
-  o: { functions?: string[]; settings?: Record<string, string>; quiet?: boolean } = {},
+  o: {
+    functions?: string[];
+    settings?: Record<string, string>;
+    quiet?: boolean;
+    /** Options of the WISEflow simulator (rate limits, Retry-After). */
+    simulator?: WiseflowSimulatorOptions;
+  } = {},
 ): Promise<ExternalSourceHost> {
   const azurite = sharedAzurite();
   const id = Math.random().toString(36).slice(2, 8);
-  const sim = await WiseflowSimulator.start();
+  const sim = await WiseflowSimulator.start(o.simulator);
   const roster = await RosterSimulator.start();
   const base = localSettings(
     {

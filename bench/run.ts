@@ -293,14 +293,18 @@ async function main(): Promise<number> {
         return r;
       };
       const bare = async (target: TargetKind) => {
-        progress(`throughput: ${opt.concurrency} bare workers → ${target}, ${opt.backlog} writes`);
-        return targetCeiling({
+        progress(`throughput: ${opt.concurrency} bare workers → ${target}, the same ${opt.backlog} records`);
+        const sim = await newSim(opt.backlog);
+        const r = await targetCeiling({
           connectionString: cs,
           concurrency: opt.concurrency,
           latencyMs: opt.targetLatencyMs,
           writes: opt.backlog,
           target,
+          sim,
         });
+        await dropSim(sim);
+        return r;
       };
       // Each pipeline row next to its bare-worker row: the pair shares the machine's state.
       const sbTable = await sb('table');

@@ -8,6 +8,7 @@ import { loadConfig } from '../src/lib/config';
 import { tableClient } from '../src/lib/storage/clients';
 import { TableTarget } from '../src/lib/targets/table-target';
 import type { FlowfinitySimulator } from '../src/local/flowfinity-simulator';
+import type { TargetRecord } from '../src/lib/ports';
 import { parseTimerSchedule, TimerDriver } from '../src/local/host/timer-driver';
 import {
   BenchPipeline,
@@ -174,7 +175,21 @@ export async function targetCeiling(o: {
   latencyMs: number;
   writes: number;
   target?: TargetKind;
+  /**
+   * Write the records of this view (same keys, versions and data as syncbridge writes them), so
+   * the comparison is per record of the same size; without it, small synthetic records.
+   */
+  sim?: FlowfinitySimulator;
 }): Promise<ThroughputResult> {
+  const records: TargetRecord[] | undefined = o.sim
+    ?.snapshot()
+    .slice(0, o.writes)
+    .map((r) => ({
+      key: `${VIEW}|${r.RecordID}`,
+      version: r.lastSubmissionId,
+      deleted: false,
+      data: { RecordID: r.RecordID, lastSubmissionId: r.lastSubmissionId.toString(), ...r.fields },
+    }));
   const tableName = `ceil${shortId()}`;
   const target = new LatencyTarget(
     makeTarget(o.target ?? 'table', o.connectionString, tableName),
@@ -189,6 +204,11 @@ export async function targetCeiling(o: {
       Array.from({ length: o.concurrency }, async () => {
         while (next < o.writes) {
           const i = next++;
+          const record = records?.[i];
+          if (record) {
+            await target.apply(record);
+            continue;
+          }
           await target.apply({
             key: `${VIEW}|${String(i + 1).padStart(9, '0')}`,
             version: BigInt(1000 + i),

@@ -242,6 +242,24 @@ describe.each(adapterSets)('over $name', (adapters) => {
       expect(await p.health()).toMatchObject({ status: 'ok', lastError: null });
     }, 60_000);
 
+    it('a full batch plans the next one at once; when that plan fails, a poll message takes over', async () => {
+      const s = await sim(30);
+      const p = await pipeline({
+        sim: s,
+        env: { SYNC_MAX_BATCH: '10', SYNC_RECORDS_PER_MESSAGE: '5', FLOWFINITY_MAX_RETRIES: '0' },
+      });
+      expect(await p.tick()).toMatchObject({ kind: 'planned', records: 10, full: true });
+      // The plan that the completion of batch 1 runs inline finds the view down: the completion
+      // must still succeed, and the poll message it sends instead plans batches 2 and 3.
+      s.faults.failNext(1, 500);
+      const before = s.stats.requests;
+      await p.settle();
+      expect(s.stats.requests - before).toBeGreaterThanOrEqual(3); // the failed plan + batches 2 and 3
+      expect(await p.cursor.read()).toBe(s.snapshot().at(-1)!.lastSubmissionId);
+      await expectInvariants(p);
+      expect((await p.ledger.getState()).batchesCompleted).toBe(3);
+    }, 60_000);
+
     it('quarantines a malformed view record with its raw JSON and syncs the rest', async () => {
       const s = await sim(20);
       const p = await pipeline({ sim: s });

@@ -110,7 +110,7 @@ export const settings = [
   },
   {
     name: 'SYNC_MAX_BATCH',
-    description: 'Most records planned in one batch; a full batch re-polls at once.',
+    description: 'Most records planned in one batch; a full batch is followed at once by the next.',
     default: '5000',
     schema: int(1, 100_000),
   },

@@ -24,6 +24,8 @@ import { send } from './webhook-http';
 export interface RouteFuzzOptions {
   /** Printed with the counts. */
   name: string;
+  /** What serves the route, for the printed line (default `the local host`). */
+  via?: string;
   url: string;
   requests: fc.Arbitrary<FuzzRequest>;
   runs: number;
@@ -130,7 +132,7 @@ export async function fuzzRoute(o: RouteFuzzOptions): Promise<RouteFuzzReport> {
   }
   r.seconds = (Date.now() - started) / 1000;
   console.log(
-    `${o.name} fuzz (seed ${o.seed}): ${r.runs} requests in ${r.seconds.toFixed(1)} s through the local host, ${concurrency} at a time; by status ${JSON.stringify(r.byStatus)}; by code ${JSON.stringify(r.byCode)}`,
+    `${o.name} fuzz (seed ${o.seed}): ${r.runs} requests in ${r.seconds.toFixed(1)} s through ${o.via ?? 'the local host'}, ${concurrency} at a time; by status ${JSON.stringify(r.byStatus)}; by code ${JSON.stringify(r.byCode)}`,
   );
   return r;
 }

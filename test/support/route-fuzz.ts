@@ -6,8 +6,8 @@
  *   CONCURRENTLY over a keep-alive agent: fast-check's own runner is sequential, and the intake
  *   must hold under parallel requests anyway (duplicates race each other);
  * - each answer is checked with plain code (vitest's `expect` per request costs more than the
- *   request): a failed check is collected with the request that caused it, not thrown, so one run
- *   reports up to the first few counterexamples;
+ *   request); an answer that does not come within 30 s is a hang. A failed check is collected
+ *   with the request that caused it, not thrown, so one run reports its first counterexamples;
  * - the storage side ("nothing stored or enqueued for a refusal") is checked ONCE at the end
  *   from per-request bookkeeping (`accepted`: the event ids answered `duplicate: false`) by the
  *   caller, against a full scan of the store and the queue. A refusal that left a trace shows up
@@ -33,6 +33,8 @@ export interface RouteFuzzOptions {
   concurrency?: number;
   /** Requests generated at a time (default 250): small enough that a fresh timestamp stays fresh. */
   chunk?: number;
+  /** A request still unanswered after this long is a hang (default 30 s: a loaded 2-core CI). */
+  answerTimeoutMs?: number;
   /**
    * What a 202 of a valid request may say besides accepted/duplicate (the business-event route
    * answers `ignored` with a reason for events it does not take). Return a problem or undefined.
@@ -67,6 +69,7 @@ const bump = (m: Record<string, number>, k: string) => void (m[k] = (m[k] ?? 0) 
 export async function fuzzRoute(o: RouteFuzzOptions): Promise<RouteFuzzReport> {
   const concurrency = o.concurrency ?? 16;
   const chunk = o.chunk ?? 250;
+  const answerTimeoutMs = o.answerTimeoutMs ?? 30_000;
   const r: RouteFuzzReport = {
     runs: 0,
     seconds: 0,
@@ -79,7 +82,15 @@ export async function fuzzRoute(o: RouteFuzzOptions): Promise<RouteFuzzReport> {
 
   async function one(req: FuzzRequest): Promise<void> {
     const fail = (why: string) => void r.problems.push(`${why}\n  ${fc.stringify(req)}`);
-    const a = await send(o.url, { method: req.method, headers: req.headers, body: req.body });
+    let timer: NodeJS.Timeout | undefined;
+    const hang = new Promise<'hang'>((resolve) => {
+      timer = setTimeout(() => resolve('hang'), answerTimeoutMs);
+    });
+    const a = await Promise.race([
+      send(o.url, { method: req.method, headers: req.headers, body: req.body }),
+      hang,
+    ]).finally(() => clearTimeout(timer));
+    if (a === 'hang') return fail(`no answer within ${answerTimeoutMs} ms (a hang)`);
     if ('error' in a) return fail(`connection failed: ${a.error}`);
     bump(r.byStatus, String(a.status));
     if (a.status >= 500) return fail(`answered ${a.status}: ${a.text.slice(0, 300)}`);

@@ -20,6 +20,10 @@ const intakeOf = (services: AppServices): WebhookIntake => {
       intake: createWebhookIntake(businessEventRoute(services.businessEventFlows), {
         store: services.webhookStore,
         transport: services.engine.transport,
+        // WEBHOOK_MAX_BODY_BYTES / WEBHOOK_MAX_JSON_DEPTH: without them the intake's built-in
+        // 256 KiB cap applied here whatever the app settings said.
+        maxBodyBytes: services.config.webhook.maxBodyBytes,
+        maxDepth: services.config.webhook.maxDepth,
         traceparent: currentTraceparent,
       }),
     };

@@ -47,8 +47,10 @@ export interface WebhookFuzzOptions {
   now?: () => number;
   /** For `timestamp.from = 'body'` schemes: returns the payload with its send time set. */
   setBodyTimestamp?: (payload: Record<string, unknown>, ms: number) => Record<string, unknown>;
-  /** Weight of the all-valid branch against 2 for the branch that mixes faults (default 1). */
+  /** Weight of the all-valid branch against `mixedWeight` for the branch that mixes faults (default 1). */
   validWeight?: number;
+  /** Weight of the branch that mixes faults (default 2). */
+  mixedWeight?: number;
 }
 
 // ---- bodies ---------------------------------------------------------------------------------
@@ -78,6 +80,34 @@ export interface BodyCase {
 }
 
 const utf8 = (s: string) => Buffer.from(s, 'utf8');
+const strictDecoder = new TextDecoder('utf-8', { fatal: true });
+const strictUtf8 = (b: Uint8Array): boolean => {
+  try {
+    strictDecoder.decode(b);
+    return true;
+  } catch {
+    return false;
+  }
+};
+
+/**
+ * Text of every plane: ASCII, Latin, the rest of the BMP (no lone surrogates: JSON.stringify
+ * would escape them), and astral characters. Built from code points because
+ * `fc.string({ unit: 'binary' })` rebuilds a reverse mapping of all of Unicode per sample (over a
+ * second per thousand requests).
+ */
+const unicodeText = fc
+  .array(
+    fc.oneof(
+      fc.integer({ min: 0x20, max: 0x7e }),
+      fc.integer({ min: 0, max: 0xff }),
+      fc.integer({ min: 0x100, max: 0xd7ff }),
+      fc.integer({ min: 0xe000, max: 0xfffd }),
+      fc.integer({ min: 0x10000, max: 0x10ffff }),
+    ),
+    { maxLength: 40 },
+  )
+  .map((cps) => String.fromCodePoint(...cps));
 
 const BIG = '\u0000bigint:';
 /** JSON text of a payload; a bigint is written as a bare integer literal (as senders of 64-bit ids do). */
@@ -175,11 +205,7 @@ export function bodyCases(
     {
       weight: 1,
       arbitrary: fc
-        .tuple(
-          o.validPayload,
-          fc.string({ unit: 'binary', maxLength: 40 }),
-          fc.constantFrom('\\ud800', '\\udfff', '\\u0000', '\\u202e', ''),
-        )
+        .tuple(o.validPayload, unicodeText, fc.constantFrom('\\ud800', '\\udfff', '\\u0000', '\\u202e', ''))
         .map(([p, text, escape]): BodyCase => {
           // Unicode of every plane in an extra field, plus a lone surrogate or control escape in JSON text.
           const json = toJsonText({ ...p, note: text }).replace(/}$/, `,"esc":"${escape}"}`);
@@ -190,7 +216,11 @@ export function bodyCases(
       weight: 1,
       arbitrary: fc.tuple(o.validPayload, fc.nat()).map(([p, at]): BodyCase => {
         const full = utf8(toJsonText(p));
-        return bad('truncated', full.subarray(0, at % full.length), 400, 'invalid_json');
+        const cut = full.subarray(0, at % full.length);
+        // Cut inside a multi-byte character ("ÆØÅ"), the body is invalid UTF-8 before it is
+        // invalid JSON: the intake checks the encoding first.
+        const code = strictUtf8(cut) ? 'invalid_json' : 'invalid_encoding';
+        return bad('truncated', cut, 400, code);
       }),
     },
     {
@@ -425,7 +455,10 @@ export function webhookRequests(o: WebhookFuzzOptions): fc.Arbitrary<FuzzRequest
     hdr: headerCases.filter((h) => h !== 'duplicated-content-type' && h !== 'content-encoding'),
     junk: fc.string({ maxLength: 60 }),
   });
-  const plan = fc.oneof({ weight: o.validWeight ?? 1, arbitrary: clean }, { weight: 2, arbitrary: mixed });
+  const plan = fc.oneof(
+    { weight: o.validWeight ?? 1, arbitrary: clean },
+    { weight: o.mixedWeight ?? 2, arbitrary: mixed },
+  );
 
   return plan.map((p): FuzzRequest => {
     const headers: Array<[string, string]> = [];

@@ -48,6 +48,20 @@ describe('business-event flows', () => {
     expect(f.finops.api).toBeUndefined();
   });
 
+  it('gives the webhook intake limits to every route: WEBHOOK_MAX_BODY_BYTES and WEBHOOK_MAX_JSON_DEPTH', () => {
+    const flow = {
+      Flows__erp__Type: 'business-event',
+      Flows__erp__EntityKeys: 'Customer groups=CustomerGroupId',
+    };
+    expect(loadConfig({ ...base, ...flow }).webhook).toEqual({ maxBodyBytes: 256 * 1024, maxDepth: 32 });
+    expect(
+      loadConfig({ ...base, ...flow, WEBHOOK_MAX_BODY_BYTES: '16384', WEBHOOK_MAX_JSON_DEPTH: '8' }).webhook,
+    ).toEqual({ maxBodyBytes: 16384, maxDepth: 8 });
+    expect(problemsOf({ ...base, ...flow, WEBHOOK_MAX_BODY_BYTES: '999999' }).join('\n')).toMatch(
+      /WEBHOOK_MAX_BODY_BYTES/,
+    );
+  });
+
   it('turns polling on with an activity id, and needs the F&O base URL for it', () => {
     const c = loadConfig({
       ...base,

@@ -2,9 +2,15 @@
  * Parser properties (issue 12, item 5): generated CSV, XML and JSON files and data packages read
  * back to exactly the rows written (the writers are independent, well-kept libraries: csv-stringify
  * and yazl, plus csv-parse as a second reader of the same CSV), whatever the chunking of the
- * stream; and adversarial archives are always rejected with nothing yielded.
+ * stream; and adversarial archives are always rejected with nothing yielded and nothing left
+ * in the spool folder: traversal, bombs (declared or by ratio), unexpected entries, truncation,
+ * and damage only reading shows (lying sizes, corrupt deflate data, altered bytes).
  */
+import { mkdtemp, readdir, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
 import { Readable } from 'node:stream';
+import { deflateRawSync } from 'node:zlib';
 import { parse as csvParseSync } from 'csv-parse/sync';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
@@ -267,21 +273,115 @@ describe('adversarial archives', () => {
     fc.constant({ name: 'no manifest', attack: (es: RawEntry[]) => rawZip(es.slice(1)) }),
   );
 
-  it('are always rejected with nothing yielded', async () => {
+  /** Parses in a fresh spool folder; the folder must be left empty whatever happened. */
+  async function attempt(bytes: Readable, entity: string): Promise<{ items: ParsedItem[]; error: unknown }> {
+    const tempDir = await mkdtemp(path.join(os.tmpdir(), 'parse-prop-'));
+    const items: ParsedItem[] = [];
+    let error: unknown;
+    try {
+      for await (const i of parseExport(bytes, { entity, fileName: 'p.zip', tempDir })) items.push(i);
+    } catch (e) {
+      error = e;
+    }
+    expect(await readdir(tempDir)).toEqual([]); // nothing written stays behind
+    await rm(tempDir, { recursive: true });
+    return { items, error };
+  }
+
+  it('are always rejected with nothing yielded and nothing left on disk', async () => {
     await fc.assert(
       fc.asyncProperty(entityName, attacks, cuts, async (entity, { attack }, at) => {
-        const items: ParsedItem[] = [];
-        let error: unknown;
-        try {
-          for await (const i of parseExport(chunked(attack(good(entity)), at), { entity, fileName: 'p.zip' }))
-            items.push(i);
-        } catch (e) {
-          error = e;
-        }
+        const { items, error } = await attempt(chunked(attack(good(entity)), at), entity);
         expect(items).toEqual([]);
         expect(error).toBeInstanceOf(PackageRejectedError);
       }),
       { numRuns: 150 },
+    );
+  });
+
+  /**
+   * Damage the central directory cannot show, in the SECOND data file, after a first one full of
+   * good rows: a size that lies either way (a bomb that declares itself small), a corrupt deflate
+   * stream, altered stored bytes (a CRC-32 mismatch). The package is still rejected before its
+   * first row, so no row of it can reach a target.
+   */
+  it('damage inside a later entry: rejected before the first row, nothing left on disk', async () => {
+    const rows = (prefix: string, n: number) =>
+      `ID\r\n${Array.from({ length: n }, (_, i) => `${prefix}${i}`).join('\r\n')}\r\n`;
+    const damage = fc.oneof(
+      fc.integer({ min: 1, max: 4_000 }).map((less) => ({ kind: 'declared smaller' as const, less })),
+      fc.integer({ min: 1, max: 1_000_000 }).map((more) => ({ kind: 'declared larger' as const, more })),
+      fc
+        .tuple(fc.double({ min: 0.05, max: 0.95, noNaN: true }), fc.integer({ min: 1, max: 32 }))
+        .map(([f, n]) => ({
+          kind: 'corrupt deflate' as const,
+          f,
+          n,
+        })),
+      fc
+        .tuple(fc.double({ min: 0, max: 0.99, noNaN: true }), fc.integer({ min: 1, max: 255 }))
+        .map(([f, x]) => ({
+          kind: 'altered stored bytes' as const,
+          f,
+          x,
+        })),
+    );
+    await fc.assert(
+      fc.asyncProperty(
+        entityName,
+        damage,
+        fc.integer({ min: 200, max: 3_000 }),
+        cuts,
+        async (entity, d, n, at) => {
+          const second = `${entity}Two`;
+          const data = rows('b', n);
+          const meta: RawEntry[] = [
+            {
+              name: 'Manifest.xml',
+              data: manifestXml(
+                [entity, second].map((e) => ({
+                  entity: e,
+                  format: 'csv' as const,
+                  columns: ['ID'],
+                  rows: [],
+                })),
+              ),
+            },
+            { name: 'PackageHeader.xml', data: packageHeaderXml() },
+            { name: `${entity}.csv`, data: rows('a', 50) },
+          ];
+          let bytes: Buffer;
+          if (d.kind === 'declared smaller')
+            bytes = rawZip([
+              ...meta,
+              { name: `${second}.csv`, data, declaredUncompressedSize: Math.max(0, data.length - d.less) },
+            ]);
+          else if (d.kind === 'declared larger')
+            bytes = rawZip([
+              ...meta,
+              { name: `${second}.csv`, data, declaredUncompressedSize: data.length + d.more },
+            ]);
+          else if (d.kind === 'corrupt deflate') {
+            const head =
+              rawZip(meta).length - 22 - meta.reduce((k, e) => k + 46 + Buffer.byteLength(e.name), 0);
+            bytes = rawZip([...meta, { name: `${second}.csv`, data }]);
+            const body = head + 30 + Buffer.byteLength(`${second}.csv`);
+            const size = deflateRawSync(data).length;
+            const from = body + Math.floor(d.f * (size - 1));
+            for (let k = from; k < Math.min(from + d.n, body + size); k++) bytes[k]! ^= 0xa5;
+          } else {
+            const head =
+              rawZip(meta).length - 22 - meta.reduce((k, e) => k + 46 + Buffer.byteLength(e.name), 0);
+            bytes = rawZip([...meta, { name: `${second}.csv`, data, method: 'store' }]);
+            const at = head + 30 + Buffer.byteLength(`${second}.csv`) + Math.floor(d.f * data.length);
+            bytes[at]! ^= d.x;
+          }
+          const { items, error } = await attempt(chunked(bytes, at), entity);
+          expect(items).toEqual([]);
+          expect(error).toBeInstanceOf(PackageRejectedError);
+        },
+      ),
+      { numRuns: 80 },
     );
   });
 

@@ -400,6 +400,14 @@ export function loadConfig(env: Env = process.env) {
     businessEventFlows,
     /** At most one: WISEflow sync requests (src/lib/config/external-source-flows.ts). */
     externalSourceFlows,
+    /**
+     * The intake's limits for EVERY webhook route (the business-event route reads them here; the
+     * external-source flow carries its own copy in its config).
+     */
+    webhook: {
+      maxBodyBytes: v('WEBHOOK_MAX_BODY_BYTES') as number,
+      maxDepth: v('WEBHOOK_MAX_JSON_DEPTH') as number,
+    },
   };
 }
 

@@ -24,10 +24,12 @@
  *   than `ratioCheckMinBytes` that inflates more than `maxCompressionRatio` times;
  * - missing or unreadable Manifest.xml / PackageHeader.xml, an entity of the manifest without
  *   its data file, an Excel data file (not supported), and any entry the manifest does not name.
- * What the central directory cannot show is caught while streaming: an entry inflating to more
- * than it declared (yauzl stops it at the declared size) or a corrupt deflate stream ends the
- * iteration with PackageRejectedError after the rows already read (the flow fails the batch;
- * rows are idempotent, so a retry or quarantine loses and duplicates nothing).
+ * What the central directory cannot show is found by a VERIFICATION PASS before the first row:
+ * every data entry is inflated once to its end and must give exactly its declared size (yauzl
+ * stops an entry that inflates past it) and its CRC-32 (yauzl does not check it): a lying size,
+ * a corrupt deflate stream or altered bytes reject the package with nothing yielded, so none of
+ * its rows reaches a target. It costs a second inflation of the spooled file; the rows are then
+ * read in a second pass.
  */
 import { createWriteStream } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -35,6 +37,7 @@ import os from 'node:os';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
+import { crc32 } from 'node:zlib';
 import { SaxesParser } from 'saxes';
 import * as yauzl from 'yauzl';
 import { AppError, PermanentError } from '../../errors';
@@ -125,6 +128,8 @@ export async function* packageRows(
       throw reject(`not a complete zip archive (${messageOf(e)})`);
     }
     const plan = await validate(zip, o.limits, reject);
+    // Nothing is yielded before every data entry proved whole (see the module comment).
+    for (const step of plan) for await (const _ of checkedBytes(zip, step.entry, reject));
     for (const step of plan) {
       const stream = await openEntry(zip, step.entry, reject);
       yield* o.parseFile(
@@ -254,14 +259,28 @@ async function* mapErrors(
   }
 }
 
+/** An entry's bytes; at the end, its CRC-32 must be the one the central directory gives. */
+async function* checkedBytes(
+  zip: yauzl.ZipFile,
+  entry: yauzl.Entry,
+  reject: (r: string) => PackageRejectedError,
+): AsyncGenerator<Uint8Array, void, undefined> {
+  let crc = 0;
+  for await (const chunk of mapErrors(await openEntry(zip, entry, reject), reject)) {
+    crc = crc32(chunk, crc);
+    yield chunk;
+  }
+  if (crc >>> 0 !== entry.crc32 >>> 0)
+    throw reject(`${entry.fileName} does not match its CRC-32 (corrupt or altered)`);
+}
+
 async function readSmall(
   zip: yauzl.ZipFile,
   entry: yauzl.Entry,
   reject: (r: string) => PackageRejectedError,
 ): Promise<string> {
   const parts: string[] = [];
-  for await (const text of decodeText(mapErrors(await openEntry(zip, entry, reject), reject)))
-    parts.push(text);
+  for await (const text of decodeText(checkedBytes(zip, entry, reject))) parts.push(text);
   return parts.join('');
 }
 

@@ -64,6 +64,8 @@ export async function syncbridgeThroughput(o: {
   maxBatch: number;
   target?: TargetKind;
   postgresUrl?: string;
+  /** More settings of the run (e.g. SYNC_RECORDS_PER_MESSAGE). */
+  env?: Record<string, string>;
 }): Promise<ThroughputResult> {
   const records = o.sim.size;
   const final = lastVersion(o.sim);
@@ -73,7 +75,7 @@ export async function syncbridgeThroughput(o: {
     concurrency: o.concurrency,
     targetLatencyMs: o.latencyMs,
     pollIntervalMs: o.pollIntervalMs,
-    env: { SYNC_MAX_BATCH: String(o.maxBatch) },
+    env: { SYNC_MAX_BATCH: String(o.maxBatch), ...o.env },
     target: o.target,
     postgresUrl: o.postgresUrl,
   });

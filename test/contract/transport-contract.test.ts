@@ -42,6 +42,12 @@ interface ContractSubject {
   dropsDuplicateMessageIds: boolean;
   /** How many messages a "many messages" send uses (Azurite takes one request per message). */
   manyCount: number;
+  /**
+   * A group of messages arrives in the order it was sent. Storage queues promise no order, and
+   * the transport sends a group several requests at a time; nothing in the engine depends on
+   * the order of a batch's messages (each is counted by its chunk number).
+   */
+  keepsOrder: boolean;
   setUp(): Promise<void>;
   tearDown(): Promise<void>;
   create(): Promise<TransportUnderTest>;
@@ -102,13 +108,14 @@ function transportContract(name: string, subject: ContractSubject): void {
       expect((await t.readBack('records')).map((a) => a.body)).toEqual(bodies);
     });
 
-    it('sends many messages (more than one SDK batch / request), all in order', async () => {
+    it(`sends many messages (more than one SDK batch / request), each once${subject.keepsOrder ? ', in order' : ''}`, async () => {
       const t = await create();
       const filler = 'f'.repeat(10_000);
       const many = Array.from({ length: subject.manyCount }, (_, i) => msg(`m${i}`, { i, filler }));
       await t.transport.send('records', many);
       const arrived = await t.readBack('records');
-      expect(arrived.map((a) => (a.body as { i: number }).i)).toEqual(many.map((_, i) => i));
+      const order = arrived.map((a) => (a.body as { i: number }).i);
+      expect(subject.keepsOrder ? order : [...order].sort((a, b) => a - b)).toEqual(many.map((_, i) => i));
       expect(arrived.every((a) => (a.body as { filler: string }).filler === filler)).toBe(true);
       if (t.requests) expect(t.requests('records')).toBeGreaterThan(1);
     });
@@ -144,6 +151,7 @@ let azurite: SharedAzurite | undefined;
 transportContract('StorageQueueTransport (Azurite)', {
   dropsDuplicateMessageIds: false,
   manyCount: 40,
+  keepsOrder: false,
   async setUp() {
     azurite = sharedAzurite();
   },
@@ -205,6 +213,7 @@ function serviceBusTransport(queues: TestQueues): ServiceBusTransport {
 transportContract('ServiceBusTransport (AMQP test server)', {
   dropsDuplicateMessageIds: true,
   manyCount: 80,
+  keepsOrder: true,
   async setUp() {
     sbServer = await startServiceBusServer();
   },

@@ -13,7 +13,7 @@
  */
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ModelWorld, scheduleArb, type Schedule, type Step } from '../support/model';
+import { ModelWorld, scheduleArb, type OpFault, type Schedule, type Step } from '../support/model';
 import { sharedAzurite, type SharedAzurite } from '../support/azurite';
 import { startTargetEnvironment, type TargetEnvironment } from '../support/targets';
 
@@ -79,7 +79,7 @@ describe('fixed schedules', () => {
     maxAttempts: 3,
     steps,
   });
-  const deliver = (q: 'records' | 'control'): Step => ({
+  const deliver = (q: 'records' | 'control' | 'jobs'): Step => ({
     t: 'deliver',
     q,
     i: 0,
@@ -150,6 +150,56 @@ describe('fixed schedules', () => {
           d('poison', 'crash'),
           { t: 'resume', i: 0, crash: false },
         ],
+      },
+      { poisonPolicy: 'quarantine' },
+    );
+  });
+
+  // Found by the model (issue 12): the drain signal of a business-event export is lost (the
+  // records message fails after the ledger counted it, before batch-drained is sent); its
+  // redelivery counts nothing new. Only a plan of the export's stream repairs that, and nothing
+  // planned it again: the export stayed in flight for ever. The repair timer
+  // (repairBusinessEventStreams) now does, and the export completes.
+  it('a business-event export whose drain signal was lost completes (repair timer)', async () => {
+    await world.check(
+      {
+        ...schedule([
+          { t: 'beEvent', first: 0, rows: 1, older: false, expired: false, fault: null },
+          deliver('jobs'),
+          { t: 'deliver', q: 'records', i: 0, proc: 0, dup: true, fault: { at: 3, kind: 'throw' } },
+        ]),
+        initialRecords: 0,
+        maxBatch: 1,
+        maxBatch2: 1,
+        recordsPerMessage: 1,
+        maxAttempts: 2,
+      },
+      { poisonPolicy: 'quarantine' },
+    );
+  });
+
+  // Found by the model (issue 12): a job's worker dies holding the event's claim (here: its
+  // process dies while the job is suspended in plan.collect); each redelivery during the claim's
+  // lease answers `busy`, the delivery limit runs out first, and the accepted event stayed
+  // `processing` for ever. The redispatch timer (intake.redispatchStale) now re-sends its job
+  // once the claim has run out, and it finishes.
+  it('an accepted event whose worker died holding the claim still reaches a terminal outcome (redispatch timer)', async () => {
+    const event = (fault: OpFault | null): Step => ({
+      t: 'beEvent',
+      first: 0,
+      rows: 1,
+      older: false,
+      expired: false,
+      fault,
+    });
+    await world.check(
+      {
+        ...schedule([
+          event(null),
+          { t: 'deliver', q: 'jobs', i: 0, proc: 0, dup: false, fault: { at: 0, kind: 'pause' } },
+          event({ at: 0, kind: 'crash' }),
+        ]),
+        maxAttempts: 2,
       },
       { poisonPolicy: 'quarantine' },
     );

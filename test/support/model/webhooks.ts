@@ -449,6 +449,10 @@ export class WebhookSide {
 
   /** A quiesce round: F&O's clock past the re-delivery interval, then poll until empty. */
   async quiesceRound(): Promise<void> {
+    // The redispatch timer: jobs of events whose worker died holding the claim, or never sent.
+    if (this.storeReady)
+      for (const intake of [this.beIntake, this.esIntake])
+        await this.run.runOp(0, `redispatch ${intake.route}`, null, 'intake', () => intake.redispatchStale());
     // The flow's repair timer (time passes between rounds): exports whose batch is in flight.
     if ([...this.accepted.values()].some((a) => a.be) || this.polled.length)
       await this.run.runOp(0, `repair ${BE_FLOW}`, null, 'plan', (e) =>
@@ -472,6 +476,11 @@ export class WebhookSide {
   /** Quiet: the round's first poll found nothing and no business-event stream has a batch in flight. */
   async quiet(): Promise<boolean> {
     if (!this.lastPollEmpty) return false;
+    // A claim of a dead worker runs out after the store's lease (model time): wait for it.
+    for (const a of this.accepted.values()) {
+      const m = await this.store.get({ route: a.route, eventId: a.eventId });
+      if (m?.state === 'processing') return false;
+    }
     for (const a of this.accepted.values())
       if (a.be && (await this.run.engine.ledger(a.be.stream).getState()).currentBatchId) return false;
     return true;

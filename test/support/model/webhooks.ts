@@ -512,7 +512,12 @@ export class WebhookSide {
 
     // Every accepted webhook reaches a terminal outcome: its job done (sync/done sent, or the
     // export applied) or failed (quarantined, sync/fail where WISEflow has a source to report on).
+    // Every export whose stream completed (an event the sender gave up on can still be run: the
+    // redispatch timer sends the job of a marker left pending).
     const doneStreams = new Set<string>();
+    for (const e of this.events)
+      if (BusinessEventFlow.isDone((await this.run.engine.ledger(e.stream).getState()).flowState))
+        doneStreams.add(e.stream);
     for (const a of this.accepted.values()) {
       const m = await this.store.get({ route: a.route, eventId: a.eventId });
       if (!m || (m.state !== 'done' && m.state !== 'failed')) {
@@ -527,8 +532,7 @@ export class WebhookSide {
         const state = await this.run.engine.ledger(a.be.stream).getState();
         const done = BusinessEventFlow.isDone(state.flowState);
         const eventQuarantined = quarantine.some((x) => x.recordId === `event:${a.be!.eventId}`);
-        if (done) doneStreams.add(a.be.stream);
-        else if (m.state === 'done' && !eventQuarantined)
+        if (!done && m.state === 'done' && !eventQuarantined)
           v.push(
             `business event ${a.eventId}: job done but its export (stream ${a.be.stream}) never completed`,
           );

@@ -162,6 +162,12 @@ export class WebhookSide {
   private exports = 0;
   private lastPollEmpty = true;
   private storeReady = false;
+  /** Accepted events known to be done or failed (terminal: never read again). */
+  private readonly terminal = new Set<string>();
+  /** Some accepted event was not terminal at the last quiet check. */
+  private unfinished = false;
+  /** Some POST never got its 202 (its marker may be left pending). */
+  private unanswered = false;
   readonly tables: string[];
 
   constructor(
@@ -374,6 +380,7 @@ export class WebhookSide {
       });
       return;
     }
+    this.unanswered = true;
   }
 
   private async poll(proc: number, fault: OpFault | null): Promise<void> {
@@ -450,7 +457,8 @@ export class WebhookSide {
   /** A quiesce round: F&O's clock past the re-delivery interval, then poll until empty. */
   async quiesceRound(): Promise<void> {
     // The redispatch timer: jobs of events whose worker died holding the claim, or never sent.
-    if (this.storeReady)
+    // (Only once something is left to re-send: each run is four table queries.)
+    if (this.storeReady && (this.unfinished || this.unanswered))
       for (const intake of [this.beIntake, this.esIntake])
         await this.run.runOp(0, `redispatch ${intake.route}`, null, 'intake', () => intake.redispatchStale());
     // The flow's repair timer (time passes between rounds): exports whose batch is in flight.
@@ -477,10 +485,14 @@ export class WebhookSide {
   async quiet(): Promise<boolean> {
     if (!this.lastPollEmpty) return false;
     // A claim of a dead worker runs out after the store's lease (model time): wait for it.
-    for (const a of this.accepted.values()) {
+    this.unfinished = false;
+    for (const [k, a] of this.accepted) {
+      if (this.terminal.has(k)) continue;
       const m = await this.store.get({ route: a.route, eventId: a.eventId });
-      if (m?.state === 'processing') return false;
+      if (m?.state === 'done' || m?.state === 'failed') this.terminal.add(k);
+      else this.unfinished = true;
     }
+    if (this.unfinished) return false;
     for (const a of this.accepted.values())
       if (a.be && (await this.run.engine.ledger(a.be.stream).getState()).currentBatchId) return false;
     return true;

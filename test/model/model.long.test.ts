@@ -1,5 +1,6 @@
 /**
- * The model-based fault-schedule property of test/model.test.ts with many more schedules
+ * The model-based fault-schedule properties of test/model/model.test.ts (every flow, the webhook
+ * flows interleaved with the view syncs in the quarantine property) with many more schedules
  * (`npm run test:long`). MODEL_LONG_RUNS (default 10,000) and MODEL_SEED (default: random,
  * printed) control the run; fast-check prints the seed, path and shrunk schedule of a failure.
  */

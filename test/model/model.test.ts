@@ -1,9 +1,14 @@
 /**
- * Model-based fault schedules of the view sync (see test/support/model.ts): generated
- * schedules of source changes, ticks, reordered/duplicated/redelivered messages, thrown
- * errors, process deaths and suspensions at every fault point, target failures and poison
- * records, on real Azurite + the Flowfinity simulator + the real core. After each schedule the
- * pipeline is quiesced and DESIGN.md's invariants are checked.
+ * Model-based fault schedules of every flow (see test/support/model/): generated schedules of
+ * source changes, ticks, reordered/duplicated/redelivered messages, thrown errors, process
+ * deaths and suspensions at every fault point, target failures and poison records, on real
+ * Azurite + the Flowfinity simulator + the real core; interleaved in the same schedules, the
+ * webhook flows (test/support/model/webhooks.ts): F&O business events and polling, WISEflow
+ * sync requests, through the real intake and jobs worker against the F&O, WISEflow and roster
+ * simulators. After each schedule the pipeline is quiesced and DESIGN.md's invariants are
+ * checked per flow (target = source modulo quarantine, nothing applied twice, every accepted
+ * webhook terminal, every acknowledged F&O package applied). The block-policy and PostgreSQL
+ * properties run the view syncs only (their subject is the view target and poison policy).
  *
  * Reproduce a failure: MODEL_SEED=<seed> (printed by fast-check with the shrunk schedule).
  * More schedules: MODEL_RUNS=<n>, or `npm run test:long`.

@@ -11,6 +11,9 @@
  * every operation it had suspended; its next operation runs with a new instance id). Only one
  * operation runs at a time; the others are parked at a fault point, so every schedule is
  * deterministic and replayable.
+ *
+ * The webhook flows (a business-event flow and an external-source flow, webhooks.ts) share the
+ * same transport (a `jobs` queue beside records and control), clock, processes and faults.
  */
 import { randomBytes } from 'node:crypto';
 import { TableClient } from '@azure/data-tables';

@@ -1,5 +1,6 @@
 /**
- * Model-based fault-schedule testing of the batch engine with two view-sync flows side by side
+ * Model-based fault-schedule testing of the batch engine with two view-sync flows side by side,
+ * and the business-event and external-source webhook flows interleaved with them (webhooks.ts)
  * (shared by test/model/model.test.ts and test/model/model.long.test.ts).
  *
  * A schedule (arbitraries.ts) is a generated list of steps: source mutations of either flow

@@ -162,8 +162,10 @@ export interface WebhookIntake {
   redispatchPending(olderThanMs?: number): Promise<number>;
   /**
    * redispatchPending, plus the job message of every event whose worker's claim ran out (the
-   * worker died; the queue may have given its message up while the claim was live). A copy of a
-   * message still on the queue is harmless: the worker's claim runs the job once. For a timer.
+   * worker died) or was given back (a transient failure) more than `olderThanMs` ago: the queue
+   * may have given its message up while the claim was live (each delivery then answers `busy`).
+   * A copy of a message still on the queue is harmless: the worker's claim runs the job once.
+   * For a timer.
    */
   redispatchStale(olderThanMs?: number): Promise<number>;
 }
@@ -487,7 +489,7 @@ export function createWebhookIntake<T>(route: WebhookRoute<T>, o: WebhookIntakeO
 
     async redispatchStale(olderThanMs) {
       let sent = await this.redispatchPending(olderThanMs);
-      for await (const m of o.store.staleClaims(route.name)) {
+      for await (const m of o.store.staleClaims(route.name, olderThanMs)) {
         await o.transport.send(jobsQueue, [jobMessage(m)]);
         sent++;
         log.warn('webhook job re-sent: its worker died holding the claim', {

@@ -433,12 +433,19 @@ export class WebhookStore {
    * the lease answered `busy`, so the queue's delivery limit can run out before the lease does,
    * and the event would stay `processing` for ever. The caller re-sends their job messages.
    */
-  async *staleClaims(route: string): AsyncIterable<WebhookMarker> {
+  async *staleClaims(route: string, releasedBeforeMs = 60_000): AsyncIterable<WebhookMarker> {
     await this.ensureReady();
     const now = this.now();
+    const before = now - releasedBeforeMs;
     const pk = partition(route).replace(/'/g, "''");
+    // Also a claim given back (a transient failure) longer than `releasedBeforeMs` ago: its
+    // message may be gone too (its last delivery answered `busy` while this claim was live).
     const entities = this.table.listEntities<Row>({
-      queryOptions: { filter: `PartitionKey eq '${pk}' and phase eq 'processing' and claimUntil lt ${now}` },
+      queryOptions: {
+        filter:
+          `PartitionKey eq '${pk}' and ((phase eq 'processing' and claimUntil lt ${now}) or ` +
+          `(phase eq 'new' and attempts gt 0 and claimedAt lt ${before}))`,
+      },
     });
     try {
       for await (const e of entities) yield toMarker(e as TableEntityResult<Row>);

@@ -210,6 +210,35 @@ describe('fixed schedules', () => {
     );
   });
 
+  // Found by `npm run test:long` (seed 1862588376): a WISEflow job runs long (suspended), its
+  // message reappears and that last delivery answers `busy`, so the queue gives it up; the job
+  // then fails transiently and gives its claim back: the event was `enqueued` with no message
+  // anywhere. The redispatch timer now re-sends the job of a claim given back that long ago.
+  it('an accepted event whose claim was given back after its message ran out of deliveries still finishes', async () => {
+    const job = (fault: OpFault | null): Step => ({
+      t: 'deliver',
+      q: 'jobs',
+      i: 0,
+      proc: 0,
+      dup: true,
+      fault,
+    });
+    await world.check(
+      {
+        ...schedule([
+          { t: 'wfRequest', flow: 0, fault: null },
+          { t: 'fault', point: 'syncDone', kind: 'throw', nth: 1 },
+          job({ at: 0, kind: 'pause' }),
+          { t: 'advance', by: 'visibility' },
+          job(null),
+          { t: 'resume', i: 0, crash: false },
+        ]),
+        maxAttempts: 2,
+      },
+      { poisonPolicy: 'quarantine' },
+    );
+  });
+
   it('two plans of one instance at once (timer tick + poll message) do not put a second batch in flight', async () => {
     await world.check(
       schedule([

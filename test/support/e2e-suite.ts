@@ -130,6 +130,7 @@ export function e2eSuite(v: E2eVariant): void {
       'syncTimer-inspections',
       'syncTimer-leads',
       'webhookJobs',
+      'webhookRedispatch',
     ]);
     expect(byName['syncTimer-leads']!.binding.schedule).toBe('*/10 * * * * *');
     expect(byName['syncTimer-inspections']!.binding.schedule).toBe('*/10 * * * * *');

@@ -19,6 +19,7 @@
 import { z } from 'zod';
 import { decodeBody } from '../batch/messages';
 import { AppError, errorText, TransientError } from '../errors';
+import { isSimulatedCrash } from '../faults';
 import type { Log } from '../ports';
 import { webhookJobMessageSchema } from '../webhooks/job-message';
 import type { EventRef, StoredJob, WebhookStore } from '../webhooks/store';
@@ -108,6 +109,8 @@ export async function runWebhookJob(body: unknown, delivery: JobDelivery, deps: 
       await handler.run(claim.job, { ref, attempt: claim.attempt, lastDelivery, log: deps.log }),
     );
   } catch (e) {
+    // A test's simulated process death: nothing of ours may run after it (src/lib/faults.ts).
+    if (isSimulatedCrash(e)) throw e;
     const permanent = e instanceof AppError && PERMANENT_KINDS.has(e.kind);
     if (permanent || lastDelivery)
       return finish({

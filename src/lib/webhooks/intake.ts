@@ -160,6 +160,14 @@ export interface WebhookIntake {
    * between (a) and (b) and the sender did not retry). Returns how many were sent. For a timer.
    */
   redispatchPending(olderThanMs?: number): Promise<number>;
+  /**
+   * redispatchPending, plus the job message of every event whose worker's claim ran out (the
+   * worker died) or was given back (a transient failure) more than `olderThanMs` ago: the queue
+   * may have given its message up while the claim was live (each delivery then answers `busy`).
+   * A copy of a message still on the queue is harmless: the worker's claim runs the job once.
+   * For a timer.
+   */
+  redispatchStale(olderThanMs?: number): Promise<number>;
 }
 
 export const WEBHOOK_DEFAULTS = Object.freeze({
@@ -475,6 +483,19 @@ export function createWebhookIntake<T>(route: WebhookRoute<T>, o: WebhookIntakeO
         await enqueue(m);
         sent++;
         log.info('webhook job re-sent for a pending event', { route: route.name, eventId: m.eventId });
+      }
+      return sent;
+    },
+
+    async redispatchStale(olderThanMs) {
+      let sent = await this.redispatchPending(olderThanMs);
+      for await (const m of o.store.staleClaims(route.name, olderThanMs)) {
+        await o.transport.send(jobsQueue, [jobMessage(m)]);
+        sent++;
+        log.warn('webhook job re-sent: its worker died holding the claim', {
+          route: route.name,
+          eventId: m.eventId,
+        });
       }
       return sent;
     },

@@ -428,6 +428,33 @@ export class WebhookStore {
   }
 
   /**
+   * Markers of a route whose claim ran out: a worker claimed the event and died (or hung past its
+   * lease) without completing it. Its job message may be gone for good: each redelivery during
+   * the lease answered `busy`, so the queue's delivery limit can run out before the lease does,
+   * and the event would stay `processing` for ever. The caller re-sends their job messages.
+   */
+  async *staleClaims(route: string, releasedBeforeMs = 60_000): AsyncIterable<WebhookMarker> {
+    await this.ensureReady();
+    const now = this.now();
+    const before = now - releasedBeforeMs;
+    const pk = partition(route).replace(/'/g, "''");
+    // Also a claim given back (a transient failure) longer than `releasedBeforeMs` ago: its
+    // message may be gone too (its last delivery answered `busy` while this claim was live).
+    const entities = this.table.listEntities<Row>({
+      queryOptions: {
+        filter:
+          `PartitionKey eq '${pk}' and ((phase eq 'processing' and claimUntil lt ${now}) or ` +
+          `(phase eq 'new' and attempts gt 0 and claimedAt lt ${before}))`,
+      },
+    });
+    try {
+      for await (const e of entities) yield toMarker(e as TableEntityResult<Row>);
+    } catch (e) {
+      throw storageFailure(e, 'list stale claims');
+    }
+  }
+
+  /**
    * Deletes finished markers (and their aliases) completed before `completedBefore`; returns how
    * many events were purged. Keep them longer than any sender retries (WISEflow: 8 × 15 min):
    * a duplicate that arrives after its marker is purged is accepted as new.

@@ -3,12 +3,14 @@
  * two flows add: nothing crosses between them (a record of one flow never reaches the other's
  * keys, quarantine, cursor or batches).
  */
+import { flowOfStream } from '../../../src/lib/batch/flow';
 import { flowHealth } from '../../../src/lib/batch/health';
 import { plan, type PlanOutcome } from '../../../src/lib/batch/planner';
 import type { StoredTargetRecord } from '../../../src/lib/ports';
 import { splitRecordKey } from '../../../src/lib/records';
 import { quietLog } from '../pipeline';
 import { summarize, type FlowWorld, type ScheduleRun } from './runner';
+import { BE_FLOW } from './webhooks';
 
 /** Every target record: key → version and deleted flag. */
 async function targetRecords(run: ScheduleRun) {
@@ -70,6 +72,9 @@ export async function checkSingleFlight(run: ScheduleRun, when: string): Promise
     queryOptions: { filter: `RowKey eq 'manifest'`, select: ['PartitionKey', 'batchId', 'state'] },
   })) {
     const stream = String(e.partitionKey).split('|')[1]!;
+    // A business-event export's stream (`erp:ev-…`, `erp:ri-…`): its own single flight.
+    if (!current.has(stream) && flowOfStream(stream) === BE_FLOW)
+      current.set(stream, (await run.engine.ledger(stream).getState()).currentBatchId);
     const cur = current.get(stream);
     if (cur === undefined && !current.has(stream)) {
       run.violations.push(`${when}: a batch of unknown stream ${stream}`);

@@ -11,6 +11,9 @@
  * every operation it had suspended; its next operation runs with a new instance id). Only one
  * operation runs at a time; the others are parked at a fault point, so every schedule is
  * deterministic and replayable.
+ *
+ * The webhook flows (a business-event flow and an external-source flow, webhooks.ts) share the
+ * same transport (a `jobs` queue beside records and control), clock, processes and faults.
  */
 import { randomBytes } from 'node:crypto';
 import { TableClient } from '@azure/data-tables';
@@ -24,6 +27,7 @@ import { loadConfig } from '../../../src/lib/config';
 import { PermanentError } from '../../../src/lib/errors';
 import { isSimulatedCrash, SimulatedCrash, type FaultPoint, type Faults } from '../../../src/lib/faults';
 import type { ViewSyncFlow } from '../../../src/lib/flows/view-sync/flow';
+import { flowOfStream } from '../../../src/lib/batch/flow';
 import type {
   ApplyOutcome,
   Log,
@@ -48,6 +52,7 @@ import {
   type Schedule,
   type Step,
 } from './arbitraries';
+import { newActivityId, WebhookSide, webhookSettings, type WebhookSims } from './webhooks';
 import { checkCursorWrite, checkFinal, checkSingleFlight } from './invariants';
 import type { ModelOptions, ModelStats, ModelStore } from './world';
 
@@ -64,7 +69,7 @@ const VISIBILITY_SECONDS = 30;
 
 export interface QMsg {
   seq: number;
-  queue: 'records' | 'control' | 'records-poison';
+  queue: 'records' | 'control' | 'records-poison' | 'jobs';
   messageId: string;
   batchId?: string;
   text: string;
@@ -93,7 +98,7 @@ interface Op {
 }
 
 interface ArmedFault {
-  point: FaultPoint;
+  point: string;
   kind: FaultKind;
   countdown: number;
 }
@@ -140,10 +145,18 @@ export class ScheduleRun {
   readonly store: ModelStore;
   readonly stateTable: TableClient;
   readonly engine: Engine;
+  /** The business-event flow's target (its own table), recorded like the views'. */
+  readonly beStore: ModelStore;
+  readonly beRecording: RecordingTarget;
+  /** The webhook flows: intake, jobs worker, simulators' state, their invariants. */
+  readonly webhooks: WebhookSide;
+  /** The schedule's suffix of table, container and WISEflow flow names. */
+  readonly id: string;
 
   private readonly queue: QMsg[] = [];
   private seq = 0;
   private opSeq = 0;
+  private stepNo = 0;
   private active: Op | undefined;
   private readonly suspended: Op[] = [];
   private readonly incarnation = [0, 0];
@@ -168,9 +181,12 @@ export class ScheduleRun {
     connectionString: string,
     readonly stats: ModelStats,
     store: ModelStore | undefined,
+    webhookSims: WebhookSims,
   ) {
     const id = randomBytes(4).toString('hex');
+    this.id = id;
     const [a, b] = sims as [FlowfinitySimulator, FlowfinitySimulator];
+    const activity = newActivityId();
     // The first flow uses the flat single-view settings, the second its own Flows__ settings.
     const config = loadConfig({
       FLOWFINITY_VIEW_URL: a.viewUrl,
@@ -195,11 +211,19 @@ export class ScheduleRun {
       SYNC_LOOKBACK: String(o.lookback ?? 1000),
       SYNC_PLAN_LEASE_SECONDS: String(LEASE_SECONDS),
       POISON_POLICY: o.poisonPolicy,
+      ...webhookSettings(webhookSims, id, activity),
     });
     const table = (name: string) =>
       TableClient.fromConnectionString(connectionString, name, { allowInsecureConnection: true });
     this.store = store ?? Object.assign(new TableTarget(table(`mtarget${id}`)), { close: async () => {} });
     this.recording = new RecordingTarget(new ModelTarget(this, this.store));
+    const beTable = new TableTarget(table(`mbe${id}`));
+    this.beStore = Object.assign(beTable, { close: async () => {} });
+    // Its table is made on first use (TableTarget.apply/list): a schedule without business
+    // events pays nothing for the flow.
+    this.beRecording = new RecordingTarget(
+      new ModelTarget(this, { apply: (r) => beTable.apply(r), ensureReady: async () => {} }),
+    );
     const cursors = new Map<string, RecordingCursor>();
     for (const f of config.flows)
       cursors.set(
@@ -211,6 +235,7 @@ export class ScheduleRun {
     const app = createApp(config, {
       target: () => this.recording,
       cursor: (f) => cursors.get(f.name)!,
+      businessEventTarget: () => this.beRecording,
       transport: new ModelTransport(this),
       faults: new ModelFaults(this),
       now: () => this.clock,
@@ -230,7 +255,8 @@ export class ScheduleRun {
       }),
     );
     this.stateTable = table(`m${id}state`);
-    for (const t of [`m${id}state`, `m${id}quarantine`, `mtarget${id}`])
+    this.webhooks = new WebhookSide(this, webhookSims, config, app, activity, connectionString, id);
+    for (const t of [`m${id}state`, `m${id}quarantine`, `mtarget${id}`, `mbe${id}`, ...this.webhooks.tables])
       this.cleanup.push(() => table(t).deleteTable());
     this.cleanup.push(() =>
       BlobServiceClient.fromConnectionString(connectionString)
@@ -244,6 +270,7 @@ export class ScheduleRun {
     schedule: Schedule,
     o: ModelOptions,
     stats: ModelStats,
+    webhookSims: WebhookSims,
   ): Promise<ScheduleRun> {
     // Seeds apart, so the two sources' records differ in content; ids are allocated from
     // different ranges too, as in one Flowfinity account where ids are system-wide.
@@ -257,15 +284,18 @@ export class ScheduleRun {
       }),
     ];
     const store = o.store ? await o.store() : undefined;
-    const run = new ScheduleRun(schedule, o, sims, connectionString, stats, store);
+    const run = new ScheduleRun(schedule, o, sims, connectionString, stats, store, webhookSims);
     if (store) run.cleanup.push(() => store.close());
     await run.engine.ensureReady();
+    WebhookSide.create(run.webhooks, run.id);
+    webhookSims.current = run.webhooks;
     return run;
   }
 
   async dispose(): Promise<void> {
-    for (const f of this.flows) await f.sim.stop();
-    for (const c of this.cleanup) await c().catch(() => undefined);
+    if (this.webhooks.sims.current === this.webhooks) this.webhooks.sims.current = undefined;
+    await Promise.all(this.flows.map((f) => f.sim.stop()));
+    await Promise.all(this.cleanup.map((c) => c().catch(() => undefined)));
   }
 
   flowNamed(name: string): FlowWorld {
@@ -274,7 +304,12 @@ export class ScheduleRun {
 
   // ---- hooks used by the model's ports ------------------------------------------------------
 
-  async faultAt(point: FaultPoint, detail?: string): Promise<void> {
+  /** The model's clock (ms). */
+  now(): number {
+    return this.clock;
+  }
+
+  async faultAt(point: string, detail?: string): Promise<void> {
     const op = this.active;
     if (!op) {
       this.violations.push(`fault point ${point} reached outside any operation`);
@@ -301,7 +336,7 @@ export class ScheduleRun {
         const id = detail.slice(detail.lastIndexOf(':') + 1);
         const body = JSON.parse(op.msg.text) as { stream: string; records: { id: string; v: string }[] };
         const r = body.records.find((x) => x.id === id);
-        if (r) this.justified.add(`${body.stream}|${r.id}|${r.v}`);
+        if (r) this.justified.add(`${flowOfStream(body.stream)}|${r.id}|${r.v}`);
       }
       throw new Error(`injected failure at ${point}`);
     }
@@ -394,6 +429,17 @@ export class ScheduleRun {
     return new Promise<'paused'>((resolve) => (op.onPause = () => resolve('paused')));
   }
 
+  /** Runs one operation of a webhook step (a POST, a poll) as process `proc`. */
+  runOp(
+    proc: number,
+    label: string,
+    fault: OpFault | null,
+    role: keyof typeof OP_FAULT_POINTS,
+    fn: (e: Engine) => Promise<unknown>,
+  ): Promise<Settled | 'paused'> {
+    return this.start(this.newOp(proc, label, { fault: opFaultFor(role, fault) }), fn);
+  }
+
   private start(op: Op, fn: (e: Engine) => Promise<unknown>): Promise<Settled | 'paused'> {
     const engine = this.engineFor(op);
     const paused = this.pauseSignal(op);
@@ -461,6 +507,7 @@ export class ScheduleRun {
   }
 
   private visible(q: QueueName): QMsg[] {
+    if (q === 'jobs') return this.queue.filter((m) => m.queue === 'jobs' && m.lockedBy === undefined);
     const name = q === 'poison' ? 'records-poison' : q;
     return this.queue.filter((m) => m.queue === name && m.lockedBy === undefined);
   }
@@ -489,19 +536,27 @@ export class ScheduleRun {
     m.lockedBy = op.id;
     const body: unknown = JSON.parse(m.text);
     const role =
-      m.queue !== 'control' ? 'apply' : (body as { type?: string }).type === 'poll' ? 'plan' : 'complete';
+      m.queue === 'jobs'
+        ? WebhookSide.jobRole(body)
+        : m.queue !== 'control'
+          ? 'apply'
+          : (body as { type?: string }).type === 'poll'
+            ? 'plan'
+            : 'complete';
     op.fault = opFaultFor(role, fault);
     return this.start(op, (e) =>
-      m.queue === 'control'
-        ? handleControlMessage(e, body, this.log)
-        : applyRecordsMessage(
-            e,
-            body,
-            poison
-              ? { deliveryCount: m.dequeueCount, poison: true, poisonReason: 'delivery limit exceeded' }
-              : { deliveryCount: m.dequeueCount },
-            this.log,
-          ),
+      m.queue === 'jobs'
+        ? this.webhooks.runJob(e, body, m.dequeueCount, this.log)
+        : m.queue === 'control'
+          ? handleControlMessage(e, body, this.log)
+          : applyRecordsMessage(
+              e,
+              body,
+              poison
+                ? { deliveryCount: m.dequeueCount, poison: true, poisonReason: 'delivery limit exceeded' }
+                : { deliveryCount: m.dequeueCount },
+              this.log,
+            ),
     );
   }
 
@@ -525,12 +580,16 @@ export class ScheduleRun {
     this.stats.schedules++;
     this.stats.steps += this.schedule.steps.length;
     for (const [n, step] of this.schedule.steps.entries()) {
+      this.stepNo = n;
       this.trace.push(`${n}: ${stepText(step)}`);
       await this.step(step);
       await checkSingleFlight(this, `after step ${n} (${stepText(step)})`);
     }
     await this.quiesce();
+    const finals = await this.webhooks.finalRequests();
+    await this.drainJobs();
     await checkFinal(this);
+    await this.webhooks.checkFinal(finals);
     this.stats.recordsApplied += this.recording.writes;
     if (this.violations.length && this.unexpectedErrors.length)
       this.violations.push(`(unexpected errors seen: ${[...new Set(this.unexpectedErrors)].join('; ')})`);
@@ -593,6 +652,9 @@ export class ScheduleRun {
         // The visibility timeout of every received message has passed: they reappear.
         for (const m of this.queue) m.lockedBy = undefined;
         return;
+      default:
+        await this.webhooks.step(s, this.stepNo);
+        return;
     }
   }
 
@@ -603,10 +665,21 @@ export class ScheduleRun {
     this.poison(f, late.commit(), late.poison);
   }
 
+  /** Delivers the jobs queue until it is empty (the final WISEflow requests of quiesce). */
+  private async drainJobs(): Promise<void> {
+    for (let n = 0; n < 200; n++) {
+      const m = this.queue.find((x) => x.queue === 'jobs');
+      if (!m) return;
+      await this.deliver(m, 0, false);
+    }
+    this.violations.push('quiesce: the jobs queue did not drain in 200 deliveries');
+  }
+
   private async quiesce(): Promise<void> {
     this.trace.push('quiesce:');
     this.armed = [];
     this.transientTargetFailures = 0;
+    this.webhooks.faultsOff();
     while (this.suspended.length) {
       const op = this.suspended.shift()!;
       await this.continueOp(op, false);
@@ -628,6 +701,7 @@ export class ScheduleRun {
         await checkSingleFlight(this, `quiesce: after tick ${round} of ${f.name}`);
         outcomes.push(t !== 'paused' && t.ok ? (t.value as PlanOutcome) : undefined);
       }
+      await this.webhooks.quiesceRound();
       let deliveries = 0;
       while (this.queue.length) {
         if (++deliveries > 4000) {
@@ -646,7 +720,7 @@ export class ScheduleRun {
         const state = await this.engine.ledger(f.name).getState();
         if (!quietTick || state.currentBatchId) quiet = false;
       }
-      if (quiet) return;
+      if (quiet && (await this.webhooks.quiet())) return;
     }
     const lines: string[] = [];
     for (const f of this.flows) {

@@ -1,5 +1,6 @@
 /**
- * Model-based fault-schedule testing of the batch engine with two view-sync flows side by side
+ * Model-based fault-schedule testing of the batch engine with two view-sync flows side by side,
+ * and the business-event and external-source webhook flows interleaved with them (webhooks.ts)
  * (shared by test/model/model.test.ts and test/model/model.long.test.ts).
  *
  * A schedule (arbitraries.ts) is a generated list of steps: source mutations of either flow
@@ -16,6 +17,7 @@
 import type { StoredTargetRecord, TargetReader, TargetSystem } from '../../../src/lib/ports';
 import { scheduleText, type Schedule } from './arbitraries';
 import { ScheduleRun } from './runner';
+import { startWebhookSims, stopWebhookSims, type WebhookSims } from './webhooks';
 
 export interface ModelOptions {
   poisonPolicy: 'quarantine' | 'block';
@@ -50,6 +52,14 @@ export interface ModelStats {
   quarantined: number;
   lateCommitsBelowCursor: number;
   recordsApplied: number;
+  businessEvents: number;
+  wiseflowRequests: number;
+  webhooksAccepted: number;
+  webhookDuplicates: number;
+  webhookResends: number;
+  jobsDone: number;
+  jobsFailed: number;
+  acks: number;
 }
 
 const emptyStats = (): ModelStats => ({
@@ -70,11 +80,22 @@ const emptyStats = (): ModelStats => ({
   quarantined: 0,
   lateCommitsBelowCursor: 0,
   recordsApplied: 0,
+  businessEvents: 0,
+  wiseflowRequests: 0,
+  webhooksAccepted: 0,
+  webhookDuplicates: 0,
+  webhookResends: 0,
+  jobsDone: 0,
+  jobsFailed: 0,
+  acks: 0,
 });
 
 export class ModelWorld {
   readonly stats: ModelStats = emptyStats();
-  private constructor(private readonly connectionString: string) {}
+  private constructor(
+    private readonly connectionString: string,
+    private readonly sims: WebhookSims,
+  ) {}
 
   summary(): string {
     return Object.entries(this.stats)
@@ -82,14 +103,21 @@ export class ModelWorld {
       .join(' ');
   }
 
-  /** One world per test file, over the run's shared Azurite (test/support/azurite.ts). */
-  static start(connectionString: string): ModelWorld {
-    return new ModelWorld(connectionString);
+  /**
+   * One world per test file, over the run's shared Azurite (test/support/azurite.ts), with the
+   * F&O, WISEflow and roster simulators its schedules share.
+   */
+  static async start(connectionString: string): Promise<ModelWorld> {
+    return new ModelWorld(connectionString, await startWebhookSims());
+  }
+
+  async stop(): Promise<void> {
+    await stopWebhookSims(this.sims);
   }
 
   /** Runs one schedule and throws (with the trace) if an invariant does not hold. */
   async check(schedule: Schedule, o: ModelOptions): Promise<void> {
-    const run = await ScheduleRun.create(this.connectionString, schedule, o, this.stats);
+    const run = await ScheduleRun.create(this.connectionString, schedule, o, this.stats, this.sims);
     let failure: unknown;
     try {
       await run.execute();

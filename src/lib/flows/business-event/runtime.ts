@@ -6,6 +6,7 @@
  * its tokens from it: that is `setFinopsLocalOverrides`, called in code by `npm start` and the
  * tests, never from a setting (a setting could be flipped in production).
  */
+import { odata } from '@azure/data-tables';
 import { ClientSecretCredential, ManagedIdentityCredential, type TokenCredential } from '@azure/identity';
 import { z } from 'zod';
 import type { Engine } from '../../batch/engine';
@@ -241,4 +242,43 @@ export async function pollOnce(
     await flow.ack(message.rawBody, stream, log);
     return { kind: 'quarantined', correlationId: message.correlationId, stream, reason: errorText(e) };
   }
+}
+
+// ---- repair ----------------------------------------------------------------------------------
+
+/** NCRONTAB of the repair timer (business-event-repair-timer.ts): every 5 minutes, as SYNC_SCHEDULE's default. */
+export const BUSINESS_EVENT_REPAIR_SCHEDULE = '0 */5 * * * *';
+
+/**
+ * Repairs the flow's exports whose batch is still in flight. An export's stream is planned once,
+ * by its job (or its poll), so nothing else would ever look at it again: a drain signal lost
+ * between the ledger count and its send (a crash there), or a records message lost beyond the
+ * poison queue, would hold the export in flight for ever, never completed (never marked done,
+ * never acknowledged). View-sync streams get this from every timer tick; here the repair timer
+ * runs plan() on each stream in flight, with no input, so it only does plan's in-flight part:
+ * re-send a lost drain signal, abandon a stalled batch (stall watch), re-dispatch one whose
+ * planner died. A stream with nothing in flight is not touched. Returns the streams looked at.
+ */
+export async function repairBusinessEventStreams(
+  engine: Engine,
+  flow: BusinessEventFlow,
+  log: Log,
+): Promise<{ stream: string; outcome: PlanOutcome['kind'] }[]> {
+  const low = `view|${flow.name}:`;
+  const high = `view|${flow.name};`; // ';' follows ':'
+  const streams: string[] = [];
+  for await (const r of engine.deps.stateTable.listEntities<Record<string, unknown>>({
+    queryOptions: {
+      filter: odata`PartitionKey ge ${low} and PartitionKey lt ${high} and RowKey eq 'state'`,
+      select: ['PartitionKey', 'currentBatchId'],
+    },
+  }))
+    if (r.currentBatchId) streams.push(String(r.partitionKey).slice('view|'.length));
+  const out: { stream: string; outcome: PlanOutcome['kind'] }[] = [];
+  for (const stream of streams) {
+    const outcome = await plan(engine, flow, log, { stream });
+    if (outcome.kind !== 'in-flight') log.info('business-event export repaired', { stream, ...outcome });
+    out.push({ stream, outcome: outcome.kind });
+  }
+  return out;
 }

@@ -13,6 +13,7 @@
 import type { TableClient } from '@azure/data-tables';
 import type { ExternalSourceFlowConfig } from '../../config/external-source-flows';
 import { errorText, isAppError, ValidationError } from '../../errors';
+import { isSimulatedCrash } from '../../faults';
 import { FlowfinityViewClient } from '../../flowfinity/view-client';
 import type { JobHandler, JobResult } from '../../jobs/worker';
 import type { Log, ViewSource } from '../../ports';
@@ -96,6 +97,7 @@ export class ExternalSourceService {
         try {
           report = await this.run(parsed.data, ctx.log);
         } catch (e) {
+          if (isSimulatedCrash(e)) throw e; // a test's process death: nothing runs after it
           // The worker ends the job `failed` after this: tell WISEflow, or the manager would
           // see "Sync Requested" for ever. A permanent error ends it too (no retry).
           const final =

@@ -160,6 +160,32 @@ describe('fixed schedules', () => {
     );
   });
 
+  // Found by `npm run test:long` (seed 3064923995): a record the target refuses for good, whose
+  // last delivery meets only injected transient failures (a throw, then three target timeouts
+  // that use up the in-process retry rounds), is quarantined as `transient-exhausted`: that is
+  // what the applier saw, and `replay` is the right advice. The invariant used to demand `record`.
+  it('a permanent poison that only ever failed transiently is quarantined as transient-exhausted', async () => {
+    const d: Step = { t: 'deliver', q: 'records', i: 0, proc: 0, dup: true, fault: { at: 0, kind: 'throw' } };
+    await world.check(
+      {
+        initialRecords: 1,
+        maxBatch: 1,
+        maxBatch2: 1,
+        recordsPerMessage: 1,
+        maxAttempts: 2,
+        steps: [
+          { t: 'update', flow: 0, rec: 0, poison: 'permanent' },
+          { t: 'tick', flow: 0, proc: 0, fault: null },
+          { t: 'targetFail', n: 3 },
+          d,
+          d,
+          { t: 'remove', flow: 0, rec: 0, poison: 'none' },
+        ],
+      },
+      { poisonPolicy: 'quarantine' },
+    );
+  });
+
   // Found by the model (issue 12): the drain signal of a business-event export is lost (the
   // records message fails after the ledger counted it, before batch-drained is sent); its
   // redelivery counts nothing new. Only a plan of the export's stream repairs that, and nothing

@@ -186,6 +186,37 @@ describe('fixed schedules', () => {
     );
   });
 
+  // Found by `npm run test:long` (seed 1192043307): a business-event job's last delivery fails
+  // after its batch's messages went out; the job is quarantined as failed while a message still
+  // applies rows of that export. Those are the export's real rows at its ControlNumber and a
+  // replay completes it: the target may hold them ("modulo quarantine"), nothing else may.
+  it('rows of an export whose job failed after dispatching may reach the target', async () => {
+    const job = (at: 0 | 3): Step => ({
+      t: 'deliver',
+      q: 'jobs',
+      i: 0,
+      proc: 0,
+      dup: true,
+      fault: { at, kind: 'throw' },
+    });
+    await world.check(
+      {
+        initialRecords: 0,
+        maxBatch: 1,
+        maxBatch2: 1,
+        recordsPerMessage: 1,
+        maxAttempts: 2,
+        steps: [
+          { t: 'beEvent', first: 0, rows: 1, older: true, expired: true, fault: null },
+          job(0),
+          job(3),
+          { t: 'wfRoster', flow: 0, src: 0, members: 0, invalid: true },
+        ],
+      },
+      { poisonPolicy: 'quarantine' },
+    );
+  });
+
   // Found by the model (issue 12): the drain signal of a business-event export is lost (the
   // records message fails after the ledger counted it, before batch-drained is sent); its
   // redelivery counts nothing new. Only a plan of the export's stream repairs that, and nothing

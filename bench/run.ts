@@ -599,8 +599,13 @@ async function main(): Promise<number> {
       const sim = await newSim(opt.planRecords);
       progress(`plan: one batch of ${opt.planRecords} records (collect, chunk, whole plan)`);
       const r = await planSpeed({ connectionString: cs, sim });
+      // The same plan in a process of its own, as the memory bench (and the 2,800 records/s
+      // baseline) measured it: the view simulator, which serves the records in this process,
+      // no longer shares the planner's thread.
+      progress('plan: the same batch planned by a child process');
+      const child = await planMemory({ connectionString: cs, sim, maxBatch: opt.planRecords });
       await dropSim(sim);
-      results.plan = r;
+      results.plan = { ...r, child };
       const rate = (ms: number) => fmt(r.records / (ms / 1000), 0);
       say(
         `\n## 5. Planning speed: one batch of ${r.records} records from a view response, storage queue on Azurite`,
@@ -616,15 +621,22 @@ async function main(): Promise<number> {
               fmt(r.planMs / 1000, 2),
               rate(r.planMs),
             ],
+            [
+              'whole plan, planner in a process of its own (simulator and Azurite in others)',
+              fmt(child.durationMs / 1000, 2),
+              rate(child.durationMs),
+            ],
           ],
         ),
       );
       say(
         `CPU during the whole plan: app ${fmt(r.cpuMs.bench, 0)} ms, Azurite ${fmt(r.cpuMs.azurite, 0)} ms`,
       );
-      const speed = r.records / (r.planMs / 1000);
+      if (child.records !== r.records)
+        throw new Error(`the plan child planned ${child.records} of ${r.records} records`);
+      const speed = r.records / (child.durationMs / 1000);
       goals.push({
-        goal: `planning speed: records/s planned (stream, parse, chunk, send), ${r.records} records`,
+        goal: `planning speed: records/s planned (stream, parse, chunk, send), ${r.records} records, planner process`,
         measured: `${fmt(speed, 0)} records/s (${fmt(speed / 2800, 1)}x the 2,800 before issue 13)`,
         target: `>= ${opt.planGoalRecordsPerSec}`,
         met: speed >= opt.planGoalRecordsPerSec,

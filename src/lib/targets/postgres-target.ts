@@ -154,6 +154,16 @@ export class PostgresTarget implements TargetSystem, TargetReader {
     this.pool.on('error', (e) =>
       o.log?.warn('postgres target: an idle connection failed', { error: this.errorText(e) }),
     );
+    // The pool listens only while a connection is idle in it. One that is checked out between two
+    // queries (createSerialized's transaction) or being closed (pool.end() while the server shuts
+    // down: 57P01, seen in CI) emits 'error' with nobody listening, which would also crash the
+    // process. Its next query fails anyway (and the pool discards it on release), so the event
+    // itself only needs a listener.
+    this.pool.on('connect', (client) =>
+      client.on('error', (e) =>
+        o.log?.warn('postgres target: a connection failed', { error: this.errorText(e) }),
+      ),
+    );
   }
 
   /** Creates the schema and table if absent (idempotent, safe to run concurrently) and checks the columns. */

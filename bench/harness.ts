@@ -148,7 +148,8 @@ export class CpuMeter {
   }
 }
 
-function procCpuMs(pid: number): number {
+/** CPU milliseconds a process has used so far (Linux /proc; 0 elsewhere). */
+export function procCpuMs(pid: number): number {
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
     const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');

@@ -14,13 +14,13 @@
  * still running then are dropped with the child.
  */
 import { fork } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { FinOpsSimulator, generatedRows, type ExportHandle } from '../src/local/finops-simulator';
 import { localWiseflowSettings } from '../src/local/local-settings';
 import { RosterSimulator } from '../src/local/roster-simulator';
 import { WiseflowSimulator } from '../src/local/wiseflow-simulator';
-import { CpuMeter } from './harness';
+import { CpuMeter, procCpuMs } from './harness';
 import { benchWebhookAck, type AckRequest, type AckBenchResult } from './webhook-ack';
 import type { WebhooksChildInput, WebhooksChildMessage } from './webhooks-child';
 
@@ -200,16 +200,4 @@ async function startChild(
       clearTimeout(killed);
     },
   };
-}
-
-/** CPU milliseconds a process has used so far (Linux /proc; 0 elsewhere). */
-function procCpuMs(pid: number): number {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    // utime and stime, in clock ticks (100 per second on Linux).
-    return (Number(fields[11]) + Number(fields[12])) * 10;
-  } catch {
-    return 0;
-  }
 }

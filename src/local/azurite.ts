@@ -47,7 +47,8 @@ export interface AzuriteOptions {
 /**
  * Runs in the child before Azurite: `node -e WATCHDOG <azurite.js> <args...>`. When the parent
  * goes away (stdin EOF, or a new parent pid after re-parenting), it sends itself SIGTERM so Azurite
- * closes its servers (and flushes a `--location` store), then exits for sure 5 s later.
+ * closes its servers (and flushes a `--location` store); the process then ends when they are
+ * closed, and for sure 5 s later.
  */
 const WATCHDOG = `
 const entry = process.argv[1];
@@ -60,6 +61,13 @@ const leave = () => {
   setTimeout(() => process.exit(0), 5000).unref();
   process.kill(process.pid, 'SIGTERM');
 };
+// Azurite closes its servers on SIGTERM but does not exit: our stdin would keep the process up
+// until the 5 s timer. Let go of stdin, so the process ends as soon as Azurite has closed.
+process.on('SIGTERM', () => {
+  leaving = true;
+  setTimeout(() => process.exit(0), 5000).unref();
+  process.stdin.destroy();
+});
 process.stdin.on('end', leave);
 process.stdin.on('close', leave);
 process.stdin.on('error', leave);

@@ -21,7 +21,7 @@ import type { IncomingHttpHeaders, IncomingMessage } from 'node:http';
 import { Agent, request as httpsRequest, type RequestOptions } from 'node:https';
 import type { LookupFunction } from 'node:net';
 import { isIP } from 'node:net';
-import { rootCertificates } from 'node:tls';
+import { createSecureContext, rootCertificates, type SecureContext } from 'node:tls';
 import { AppError, ConfigError, PermanentError, TransientError } from '../errors';
 import { AddressPolicy, familyOf } from './address-policy';
 
@@ -131,7 +131,7 @@ export class SafeHttpClient {
     this.agent = new Agent({
       keepAlive: true,
       maxSockets: 16,
-      ...(extraCa ? { ca: [...tlsRootCertificates(), extraCa] } : {}),
+      ...(extraCa ? { secureContext: secureContextWith(extraCa) } : {}),
     });
     this.timeoutMs = o.timeoutMs ?? 30_000;
     this.maxRedirects = o.maxRedirects ?? 3;
@@ -298,8 +298,20 @@ export class SafeHttpClient {
   }
 }
 
-/** The system's root certificates (so `extraCaPem` adds to them instead of replacing them). */
-const tlsRootCertificates = (): string[] => [...rootCertificates];
+/**
+ * A TLS context trusting the system's root certificates plus `extraCaPem`, made once per PEM: a
+ * `ca` option instead would parse every root certificate again for each new connection (and
+ * put them all in the agent's pool key), which cost the test runs seconds.
+ */
+const secureContexts = new Map<string, SecureContext>();
+function secureContextWith(extraCaPem: string): SecureContext {
+  let ctx = secureContexts.get(extraCaPem);
+  if (!ctx) {
+    ctx = createSecureContext({ ca: [...rootCertificates, extraCaPem] });
+    secureContexts.set(extraCaPem, ctx);
+  }
+  return ctx;
+}
 
 const refused = (message: string, code: string, details?: Record<string, unknown>) =>
   new PermanentError(message, { code, details: details ?? {} });

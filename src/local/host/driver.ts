@@ -12,8 +12,13 @@ export interface TriggerDriver {
   start(): Promise<void>;
   /** Stops receiving and waits for invocations in flight to settle. */
   stop(): Promise<void>;
-  /** True when nothing is in flight and the source looked empty on the last look. */
-  isIdle(): boolean;
+  /**
+   * True when nothing is in flight and the source looked empty on the last look, a look that
+   * began at or after `since` (ms since the epoch) when given: a message sent before `since`
+   * (by an invocation that has ended) is then surely seen, even on a machine too busy to poll
+   * on time.
+   */
+  isIdle(since?: number): boolean;
 }
 
 export interface QueueDriverOptions {

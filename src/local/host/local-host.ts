@@ -662,13 +662,17 @@ export class LocalHost {
     const deadline = Date.now() + timeoutMs;
     let quietSince: number | undefined;
     for (;;) {
+      const now = Date.now();
+      // Quiet = nothing running and every queue empty since quietSince; each queue must also have
+      // been looked at (and found empty) after that, or a message sent by the last invocation
+      // could be missed when the machine is too busy to poll within quietMs.
       const busy = this.queueDrivers.filter((d) => !d.isIdle()).map((d) => d.description);
       if (this.inFlight > 0) busy.push(`${this.inFlight} invocation(s) running`);
-      const now = Date.now();
-      if (busy.length === 0) {
+      if (busy.length > 0) quietSince = undefined;
+      else {
         quietSince ??= now;
-        if (now - quietSince >= quietMs) return;
-      } else quietSince = undefined;
+        if (now - quietSince >= quietMs && this.queueDrivers.every((d) => d.isIdle(quietSince))) return;
+      }
       if (now >= deadline)
         throw new Error(`the local host was not idle within ${timeoutMs} ms: ${busy.join('; ')}`);
       await new Promise((r) => setTimeout(r, Math.min(25, quietMs)));

@@ -40,9 +40,9 @@
  * `serviceBusRpcTriggerMetadata` runs steps 1 and 2; the local host hands the result to the
  * app's own `@azure/functions` for step 3, as the worker does (test/pipeline/local-host.test.ts).
  *
- * `isIdle()`: nothing in flight, and neither a message nor a receive error for at least
- * `pollIntervalMs` while the processor had credit (the queue's available messages looked
- * empty). Scheduled messages and messages locked by another receiver are not seen.
+ * `isIdle(since)`: nothing in flight, and neither a message nor a receive error for at least
+ * `pollIntervalMs` (after `since`) while the processor had credit (the queue's available
+ * messages looked empty). Scheduled messages and messages locked by another receiver are not seen.
  */
 import type {
   ProcessErrorArgs,
@@ -226,11 +226,13 @@ export class ServiceBusDriver implements TriggerDriver {
     this.client = undefined;
   }
 
-  isIdle(): boolean {
+  isIdle(since = -Infinity): boolean {
+    // Messages are pushed while the processor has credit: a quiet pollIntervalMs after `since`
+    // is the look that began after it.
     return (
       this.subscription !== undefined &&
       this.inFlight.size === 0 &&
-      Date.now() - this.lastActivityAt >= this.o.pollIntervalMs
+      Date.now() - Math.max(this.lastActivityAt, since) >= this.o.pollIntervalMs
     );
   }
 

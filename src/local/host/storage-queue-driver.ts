@@ -67,7 +67,8 @@ export class StorageQueueDriver implements TriggerDriver {
   private readonly inFlight = new Set<Promise<void>>();
   private loop: Promise<void> | undefined;
   private stopping = false;
-  private lookedEmpty = false;
+  /** When the last receive that found the queue empty (nothing in flight) began; undefined after messages or a failure. */
+  private emptyLookStartedAt: number | undefined;
   private failingSince: string | undefined;
   private wake: (() => void) | undefined;
 
@@ -92,8 +93,10 @@ export class StorageQueueDriver implements TriggerDriver {
     await Promise.all([...this.inFlight]);
   }
 
-  isIdle(): boolean {
-    return this.inFlight.size === 0 && this.lookedEmpty;
+  isIdle(since = -Infinity): boolean {
+    return (
+      this.inFlight.size === 0 && this.emptyLookStartedAt !== undefined && this.emptyLookStartedAt >= since
+    );
   }
 
   private log(line: string): void {
@@ -122,6 +125,7 @@ export class StorageQueueDriver implements TriggerDriver {
         continue;
       }
       let messages: DequeuedMessageItem[];
+      const lookStartedAt = Date.now();
       try {
         const want = Math.min(MAX_MESSAGES_PER_RECEIVE, this.o.maxConcurrency - busy);
         messages = (
@@ -133,7 +137,7 @@ export class StorageQueueDriver implements TriggerDriver {
         if (this.failingSince) this.log('receiving works again');
         this.failingSince = undefined;
       } catch (e) {
-        this.lookedEmpty = false;
+        this.emptyLookStartedAt = undefined;
         if (!this.failingSince && !this.stopping)
           this.log(`receive failed (will keep trying): ${errorText(e)}`);
         this.failingSince ??= new Date().toISOString();
@@ -146,11 +150,12 @@ export class StorageQueueDriver implements TriggerDriver {
         break;
       }
       if (messages.length === 0) {
-        this.lookedEmpty = busy === 0 && this.inFlight.size === 0 ? await this.queueIsEmpty() : false;
+        const empty = busy === 0 && this.inFlight.size === 0 && (await this.queueIsEmpty());
+        this.emptyLookStartedAt = empty ? lookStartedAt : undefined;
         await this.pause(this.o.pollIntervalMs);
         continue;
       }
-      this.lookedEmpty = false;
+      this.emptyLookStartedAt = undefined;
       for (const m of messages) {
         const p: Promise<void> = this.process(m).finally(() => {
           this.inFlight.delete(p);

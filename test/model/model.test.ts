@@ -24,7 +24,7 @@ import { startTargetEnvironment, type TargetEnvironment } from '../support/targe
 
 const seed = Number(process.env.MODEL_SEED ?? 20250101);
 const runs = Number(process.env.MODEL_RUNS ?? 500);
-const blockRuns = Math.max(20, Math.round(runs / 5));
+const blockRuns = Math.max(20, Math.round(runs / 10));
 const pgRuns = Number(process.env.MODEL_PG_RUNS ?? 20);
 
 let world: ModelWorld;

@@ -1,4 +1,4 @@
 /** Chained re-polls over a 25,000-record backlog (`npm run test:long`). */
 import { backlogSuite } from '../support/backlog';
 
-backlogSuite(25_000);
+backlogSuite(25_000, 1_000);

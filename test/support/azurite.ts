@@ -1,6 +1,7 @@
 /**
- * The run's shared Azurite (started once by test/global-setup.ts). Tests name their own tables,
- * queues and containers uniquely; nothing here is ever stopped by a test file.
+ * This worker's shared Azurite (started by test/global-setup.ts, one per vitest worker). Tests
+ * name their own tables, queues and containers uniquely; nothing here is ever stopped by a test
+ * file.
  */
 import { inject } from 'vitest';
 
@@ -9,8 +10,10 @@ export interface SharedAzurite {
 }
 
 export function sharedAzurite(): SharedAzurite {
-  const connectionString = inject('azuriteConnectionString');
-  if (!connectionString)
+  const all = inject('azuriteConnectionStrings');
+  if (!all?.length)
     throw new Error('no shared Azurite: run this file with the vitest config that has test/global-setup.ts');
-  return { connectionString };
+  // VITEST_POOL_ID: this worker's number, 1..maxWorkers.
+  const worker = Math.max(1, Number(process.env.VITEST_POOL_ID ?? 1));
+  return { connectionString: all[(worker - 1) % all.length]! };
 }

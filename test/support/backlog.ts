@@ -1,16 +1,16 @@
 /**
- * A backlog of `records` with SYNC_MAX_BATCH=1000 drains completely through chained re-polls
+ * A backlog of `records` with SYNC_MAX_BATCH=`batch` drains completely through chained re-polls
  * (each full batch's completion plans the next at once, without waiting for timer ticks), and
- * the target ends equal to the source. `npm test` runs 5,000 records (five chained batches);
- * `npm run test:long` runs 25,000.
+ * the target ends equal to the source. `npm test` runs 2,000 records in batches of 400 (five
+ * chained batches); `npm run test:long` runs 25,000 in batches of 1,000.
  */
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { FlowfinitySimulator } from '../../src/local/flowfinity-simulator';
 import { sharedAzurite, type SharedAzurite } from './azurite';
 import { Pipeline } from './pipeline';
 
-export function backlogSuite(records: number): void {
-  const batches = Math.ceil(records / 1000);
+export function backlogSuite(records: number, batch: number): void {
+  const batches = Math.ceil(records / batch);
   let azurite: SharedAzurite;
   let sim: FlowfinitySimulator;
   let p: Pipeline;
@@ -23,14 +23,19 @@ export function backlogSuite(records: number): void {
     await sim?.stop();
   });
 
-  it(`drains a ${records.toLocaleString('en')}-record backlog in batches of 1,000 through chained re-polls`, async () => {
+  it(`drains a ${records.toLocaleString('en')}-record backlog in batches of ${batch.toLocaleString('en')} through chained re-polls`, async () => {
     p = await new Pipeline({
       azuriteConnectionString: azurite.connectionString,
       sim,
       concurrency: 16,
-      env: { SYNC_MAX_BATCH: '1000' },
+      env: { SYNC_MAX_BATCH: String(batch) },
     }).start();
-    expect(await p.tick()).toMatchObject({ kind: 'planned', records: 1000, messages: 50, full: true });
+    expect(await p.tick()).toMatchObject({
+      kind: 'planned',
+      records: batch,
+      messages: batch / 20, // 20 records per message
+      full: true,
+    });
     // No more ticks: each full batch's completion sends a poll that plans the next one.
     await p.settle(900_000, 1000);
     const state = await p.ledger.getState();

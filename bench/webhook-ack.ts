@@ -1,8 +1,17 @@
 /**
- * Webhook acknowledgement latency: posts `total` requests to `url` with at most `concurrency` in
- * flight over keep-alive connections, and reports the latency of each answer (request start to
- * last response byte) as p50/p99, with the count of each status (0 = no answer). The goal for
- * the intake is p99 ≤ 200 ms locally. Wired into `npm run bench` by bench/run.ts.
+ * Webhook acknowledgement latency: posts `total` requests to `url` over keep-alive connections
+ * and reports the latency of each answer (request start to last response byte) as p50/p99, with
+ * the count of each status (0 = no answer). Two ways to load the app:
+ *
+ * - closed loop (`concurrency`): that many requests always in flight, the next sent when one is
+ *   answered. This measures saturation: by Little's law the latency is then concurrency ÷ the
+ *   throughput the machine sustains, whatever the ack itself costs.
+ * - open loop (`rate`): requests arrive at that average rate (Poisson, seeded) whatever the app
+ *   does, as senders' events do. Latency counts from the SCHEDULED arrival, so a request that
+ *   could not be sent on time because the machine was busy counts against the app (no
+ *   coordinated omission).
+ *
+ * The goal for the intake is p99 ≤ 200 ms locally. Wired into `npm run bench` by bench/run.ts.
  */
 import http from 'node:http';
 import https from 'node:https';
@@ -15,8 +24,13 @@ export interface AckRequest {
 }
 
 export interface AckBenchOptions {
+  /** Closed loop: requests in flight (ignored when `rate` is set). */
   concurrency: number;
   total: number;
+  /** Open loop: average arrivals per second (Poisson); no cap on requests in flight. */
+  rate?: number;
+  /** Seed of the open loop's arrival times. Default 1. */
+  seed?: number;
   /** Per-request timeout; a request that takes longer counts as status 0. Default 30 s. */
   timeoutMs?: number;
 }
@@ -43,8 +57,9 @@ function once(
   url: URL,
   r: AckRequest,
   timeoutMs: number,
+  /** When the request should have started (open loop); default now. */
+  started = performance.now(),
 ): Promise<{ status: number; ms: number; body?: string }> {
-  const started = performance.now();
   const body = typeof r.body === 'string' ? Buffer.from(r.body, 'utf8') : r.body;
   const headers: Record<string, string | string[]> = {};
   for (const [k, v] of Array.isArray(r.headers) ? r.headers : Object.entries(r.headers)) {
@@ -77,19 +92,39 @@ function once(
   });
 }
 
+/** Exponential inter-arrival gaps (ms) for `rate` arrivals per second, from a seeded PRNG (mulberry32). */
+export function poissonGapsMs(rate: number, count: number, seed = 1): number[] {
+  let a = seed >>> 0;
+  const random = () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+  return Array.from({ length: count }, () => (-Math.log(1 - random()) * 1000) / rate);
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
 export async function benchWebhookAck(
   url: string,
   makeRequest: (i: number) => AckRequest | Promise<AckRequest>,
-  { concurrency, total, timeoutMs = 30_000 }: AckBenchOptions,
+  { concurrency, total, rate, seed = 1, timeoutMs = 30_000 }: AckBenchOptions,
 ): Promise<AckBenchResult> {
   const target = new URL(url);
   const agent = new (target.protocol === 'https:' ? https.Agent : http.Agent)({
     keepAlive: true,
-    maxSockets: concurrency,
+    maxSockets: rate === undefined ? concurrency : Infinity,
   });
   const latencies: number[] = [];
   const statuses: Record<number, number> = {};
   const samples: Record<number, string> = {};
+  const record = ({ status, ms, body }: { status: number; ms: number; body?: string }) => {
+    statuses[status] = (statuses[status] ?? 0) + 1;
+    if ((status < 200 || status > 299) && samples[status] === undefined) samples[status] = body ?? '';
+    latencies.push(ms);
+  };
   let next = 0;
   const started = performance.now();
   const worker = async () => {
@@ -97,14 +132,24 @@ export async function benchWebhookAck(
       const i = next++;
       // The request is built before the clock starts: signing is the sender's cost, not ours.
       const r = await makeRequest(i);
-      const { status, ms, body } = await once(agent, target, r, timeoutMs);
-      statuses[status] = (statuses[status] ?? 0) + 1;
-      if ((status < 200 || status > 299) && samples[status] === undefined) samples[status] = body ?? '';
-      latencies.push(ms);
+      record(await once(agent, target, r, timeoutMs));
     }
   };
+  const openLoop = async (perSecond: number) => {
+    const inFlight: Promise<void>[] = [];
+    let at = started;
+    for (const [i, gap] of poissonGapsMs(perSecond, total, seed).entries()) {
+      at += gap;
+      const wait = at - performance.now();
+      if (wait > 0) await sleep(wait);
+      const r = await makeRequest(i);
+      inFlight.push(once(agent, target, r, timeoutMs, at).then(record));
+    }
+    await Promise.all(inFlight);
+  };
   try {
-    await Promise.all(Array.from({ length: Math.max(1, Math.min(concurrency, total)) }, worker));
+    if (rate !== undefined) await openLoop(rate);
+    else await Promise.all(Array.from({ length: Math.max(1, Math.min(concurrency, total)) }, worker));
   } finally {
     agent.destroy();
   }

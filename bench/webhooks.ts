@@ -14,6 +14,8 @@
  * still running then are dropped with the child.
  */
 import { fork } from 'node:child_process';
+import { TableServiceClient } from '@azure/data-tables';
+import { QueueServiceClient } from '@azure/storage-queue';
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { FinOpsSimulator, generatedRows, type ExportHandle } from '../src/local/finops-simulator';
@@ -30,6 +32,8 @@ export const WEBHOOK_ROUTES: WebhookRouteName[] = ['external-source', 'business-
 export interface WebhookAckRow extends AckBenchResult {
   route: WebhookRouteName;
   concurrency: number;
+  /** Open loop: arrivals per second (then `concurrency` is not used). */
+  rate?: number;
   requests: number;
   /** Whether the jobs worker ran (processing the burst) while the intake answered. */
   jobsWorker: boolean;
@@ -41,9 +45,13 @@ export interface WebhookAckRow extends AckBenchResult {
   cpuMsPerRequest: { app: number; azurite: number };
 }
 
-/** One row per route: concurrency, requests, and whether the jobs worker runs meanwhile. */
+/**
+ * One row per route: the load (closed loop at `concurrency`, or open loop at `rate` arrivals per
+ * second; see bench/webhook-ack.ts), requests, and whether the jobs worker runs meanwhile.
+ */
 export interface WebhookLevel {
   concurrency: number;
+  rate?: number;
   requests: number;
   jobsWorker: boolean;
 }
@@ -70,9 +78,10 @@ export async function benchWebhooks(o: {
   const rows: WebhookAckRow[] = [];
   try {
     for (const route of WEBHOOK_ROUTES)
-      for (const { concurrency, requests: total, jobsWorker } of o.levels) {
+      for (const { concurrency, rate, requests: total, jobsWorker } of o.levels) {
+        const load = rate === undefined ? `at concurrency ${concurrency}` : `arriving at ${rate}/s`;
         o.progress?.(
-          `webhooks: ${route}, ${total} requests at concurrency ${concurrency}, jobs worker ${jobsWorker ? 'on' : 'off'} (fresh app process)`,
+          `webhooks: ${route}, ${total} requests ${load}, jobs worker ${jobsWorker ? 'on' : 'off'} (fresh app process)`,
         );
         const run = `${Date.now().toString(36)}${(++runs).toString(36)}`;
         const child = await startChild(childJs, {
@@ -86,11 +95,12 @@ export async function benchWebhooks(o: {
           await benchWebhookAck(url, make, { concurrency: Math.min(4, concurrency), total: WARMUP });
           const meter = new CpuMeter();
           const appCpu0 = procCpuMs(child.pid);
-          const r = await benchWebhookAck(url, make, { concurrency, total });
+          const r = await benchWebhookAck(url, make, { concurrency, rate, total });
           const round = (x: number) => Math.round((x / total) * 100) / 100;
           rows.push({
             route,
             concurrency,
+            rate,
             requests: total,
             jobsWorker,
             cpuMsPerRequest: {
@@ -101,12 +111,28 @@ export async function benchWebhooks(o: {
           });
         } finally {
           await child.stop();
+          await cleanupWebhookRun(o.connectionString, run);
         }
       }
   } finally {
     await Promise.all([wiseflow.stop(), roster.stop(), finops.close()]);
   }
   return rows;
+}
+
+/**
+ * Deletes a row's queues and tables. Azurite keeps the messages of all queues in one collection
+ * that each receive filters: the jobs a row leaves behind (the intake-alone row leaves all of
+ * them) made every later row slower, by up to 250 ms of Azurite CPU per request.
+ */
+async function cleanupWebhookRun(connectionString: string, run: string): Promise<void> {
+  const queues = QueueServiceClient.fromConnectionString(connectionString);
+  const tables = TableServiceClient.fromConnectionString(connectionString, { allowInsecureConnection: true });
+  const doomed: Promise<unknown>[] = [];
+  for await (const q of queues.listQueues({ prefix: `wh-${run}-` })) doomed.push(queues.deleteQueue(q.name));
+  for await (const t of tables.listTables())
+    if (t.name?.startsWith(`wh${run}`)) doomed.push(tables.deleteTable(t.name));
+  await Promise.allSettled(doomed);
 }
 
 /** Both webhook flows on the simulators, with this run's own tables and queues. */
@@ -179,7 +205,11 @@ async function startChild(
   childJs: string,
   input: WebhooksChildInput,
 ): Promise<{ httpUrl: string; pid: number; stop(): Promise<void> }> {
+  // BENCH_CPU_PROF_DIR=<dir>: the app child writes a V8 CPU profile there when it stops (NODE_OPTIONS
+  // cannot carry --cpu-prof), to see where an ack's CPU goes.
+  const profDir = process.env.BENCH_CPU_PROF_DIR;
   const child = fork(childJs, [], {
+    execArgv: profDir ? ['--cpu-prof', `--cpu-prof-dir=${profDir}`] : [],
     env: { ...process.env, BENCH_WEBHOOKS: JSON.stringify(input) },
     stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
   });

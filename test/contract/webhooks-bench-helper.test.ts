@@ -6,7 +6,9 @@
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { sharedAzurite, type SharedAzurite } from '../support/azurite';
 import { signWebhook } from '../../src/lib/webhooks/signature';
-import { benchWebhookAck, percentile } from '../../bench/webhook-ack';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { benchWebhookAck, percentile, poissonGapsMs } from '../../bench/webhook-ack';
 import { DEFAULT_SCHEME, pingRoute, webhookEnv } from '../support/webhook-env';
 
 let azurite: SharedAzurite;
@@ -51,5 +53,53 @@ it('posts signed webhooks at a concurrency and reports statuses and p50/p99', as
     expect((await env.drainJobs()).length).toBe(total - total / 10);
   } finally {
     await env.close();
+  }
+});
+
+it('open-loop arrivals are seeded exponential gaps with the asked mean', () => {
+  const gaps = poissonGapsMs(20, 10_000, 7);
+  expect(poissonGapsMs(20, 10_000, 7)).toEqual(gaps);
+  expect(poissonGapsMs(20, 10, 8)).not.toEqual(gaps.slice(0, 10));
+  const mean = gaps.reduce((a, b) => a + b, 0) / gaps.length;
+  expect(mean).toBeGreaterThan(45);
+  expect(mean).toBeLessThan(55);
+  expect(Math.min(...gaps)).toBeGreaterThanOrEqual(0);
+});
+
+it('open loop: requests arrive at the rate whatever is in flight, and a late send counts against the app', async () => {
+  // Each answer takes 100 ms. Sending request 0 stalls for 400 ms (a busy sender): the requests
+  // scheduled meanwhile go late, and their latency counts from when they were due.
+  let inFlight = 0;
+  let maxInFlight = 0;
+  const server = http.createServer((req, res) => {
+    inFlight++;
+    maxInFlight = Math.max(maxInFlight, inFlight);
+    req.resume();
+    req.on('end', () =>
+      setTimeout(() => {
+        inFlight--;
+        res.writeHead(202, { 'content-type': 'application/json' }).end('{}');
+      }, 100),
+    );
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  try {
+    const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/`;
+    const r = await benchWebhookAck(
+      url,
+      async (i) => {
+        if (i === 0) await new Promise((res) => setTimeout(res, 400));
+        return { headers: { 'content-type': 'application/json' }, body: '{}' };
+      },
+      { concurrency: 1, rate: 100, total: 20 },
+    );
+    expect(r.statuses).toEqual({ 202: 20 });
+    // Not a closed loop of 1: the requests were in flight together.
+    expect(maxInFlight).toBeGreaterThan(5);
+    // 20 arrivals at 100/s are due within ~0.2 s (seed 1) but none was sent before 0.4 s.
+    expect(r.p50Ms).toBeGreaterThan(300);
+  } finally {
+    server.closeAllConnections();
+    await new Promise<void>((r) => server.close(() => r()));
   }
 });

@@ -121,9 +121,15 @@ export function send(url: string, r: SentRequest): Promise<Answer | { error: str
           for await (const chunk of r.body as AsyncIterable<Uint8Array>) {
             if (req.destroyed) return;
             if (!req.write(chunk))
-              await new Promise((ok) => {
-                req.once('drain', ok);
-                req.once('close', ok);
+              await new Promise<void>((ok) => {
+                // Whichever comes first; the other listener goes too (one pair per slow write).
+                const done = () => {
+                  req.off('drain', done);
+                  req.off('close', done);
+                  ok();
+                };
+                req.on('drain', done);
+                req.on('close', done);
               });
           }
           req.end();

@@ -56,14 +56,12 @@ process.argv = [process.argv[0], entry, ...process.argv.slice(2)];
 const parent = process.ppid;
 let leaving = false;
 const leave = () => {
-  if (leaving) return;
-  leaving = true;
-  setTimeout(() => process.exit(0), 5000).unref();
-  process.kill(process.pid, 'SIGTERM');
+  if (!leaving) process.kill(process.pid, 'SIGTERM');
 };
-// Azurite closes its servers on SIGTERM but does not exit: our stdin would keep the process up
-// until the 5 s timer. Let go of stdin, so the process ends as soon as Azurite has closed.
+// Azurite closes its servers on SIGTERM but does not exit: our stdin would keep the process up.
+// Let go of stdin, so the process ends as soon as Azurite has closed (at the latest in 5 s).
 process.on('SIGTERM', () => {
+  if (leaving) return;
   leaving = true;
   setTimeout(() => process.exit(0), 5000).unref();
   process.stdin.destroy();

@@ -80,6 +80,18 @@ describe('Azurite child process', () => {
     }
   });
 
+  it('stop() ends the process by itself once Azurite has closed, not by the 5 s SIGKILL fallback', async () => {
+    const azurite = await startAzurite();
+    // Serve a request first: an Azurite stopped right after start could exit by luck.
+    await QueueServiceClient.fromConnectionString(azurite.connectionString).getProperties();
+    const started = Date.now();
+    await azurite.stop();
+    // The fallback SIGKILLs after 5 s; a process that exits on its own is gone well before.
+    expect(Date.now() - started).toBeLessThan(4000);
+    expect(alive(azurite.pid)).toBe(false);
+    expect(await answers(azurite.queuePort)).toBe(false);
+  });
+
   it('keeps its state between runs with `location` (LOCAL_STATE_DIR)', async () => {
     const location = mkdtempSync(path.join(os.tmpdir(), 'syncbridge-azurite-state-'));
     try {

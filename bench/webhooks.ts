@@ -92,7 +92,11 @@ export async function benchWebhooks(o: {
         try {
           const url = `${child.httpUrl}/api/webhooks/${route}`;
           const make = requestMaker(route, run, wiseflow, roster, finops);
-          await benchWebhookAck(url, make, { concurrency: Math.min(4, concurrency), total: WARMUP });
+          // Warm-up: a closed loop of a few (an open-loop row has no concurrency of its own).
+          await benchWebhookAck(url, make, {
+            concurrency: Math.max(1, Math.min(4, concurrency)),
+            total: WARMUP,
+          });
           const meter = new CpuMeter();
           const appCpu0 = procCpuMs(child.pid);
           const r = await benchWebhookAck(url, make, { concurrency, rate, total });

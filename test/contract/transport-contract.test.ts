@@ -413,6 +413,10 @@ describe('ServiceBusTransport and the Service Bus trigger driver', () => {
       expect(meta).not.toHaveProperty(key);
     expect(deadLetterReasonOf(meta)).toBeUndefined();
     await waitFor(() => driver.isIdle());
+    // Idle "since" a moment needs a quiet pollIntervalMs after it (what waitForIdle relies on).
+    const since = Date.now();
+    expect(driver.isIdle(since)).toBe(false);
+    await waitFor(() => driver.isIdle(since));
   });
 
   it('driver: runs at most maxConcurrency invocations at once', async () => {
